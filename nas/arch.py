@@ -1,0 +1,192 @@
+"""One point of a search space: an immutable, hashable architecture with a JSON form.
+
+An :class:`Arch` holds the choices made for every decision a space declares. Choices made once per
+stage are scalars; choices a space lets vary per layer are tuples with one value per active layer.
+Checking an arch against the *allowed* values is the space's job (``SearchSpace.validate``); this
+module only guarantees a well-formed structure and a lossless JSON round trip.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+ARCH_FORMAT = "nas-arch"
+ARCH_VERSION = 1
+
+Choice = int | float | str
+LayerChoice = Choice | tuple[Choice, ...]
+
+#: Choices a stage may declare besides depth and width, in a fixed order.
+STAGE_CHOICES = ("kernel", "expand_ratio", "attention", "heads", "v_scale", "mlp_ratio")
+
+
+class ArchError(ValueError):
+    """An arch is malformed or outside its space; the message names field, value and what is allowed."""
+
+
+@dataclass(frozen=True)
+class StemArch:
+    """Stem choices: output width and the number of depthwise-separable layers after the stem conv."""
+
+    width: int
+    depth: int = 0
+
+
+@dataclass(frozen=True)
+class StageArch:
+    """Choices of one stage. ``None`` marks a choice the stage's kind does not have."""
+
+    depth: int
+    width: int
+    kernel: LayerChoice | None = None
+    expand_ratio: LayerChoice | None = None
+    attention: LayerChoice | None = None
+    heads: LayerChoice | None = None
+    v_scale: LayerChoice | None = None
+    mlp_ratio: LayerChoice | None = None
+
+    def choice(self, name: str) -> LayerChoice | None:
+        return getattr(self, name)
+
+    def layer_value(self, name: str, layer: int) -> Choice | None:
+        """The value of choice ``name`` at layer ``layer`` (per-stage choices repeat)."""
+        value = getattr(self, name)
+        return value[layer] if isinstance(value, tuple) else value
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+
+@dataclass(frozen=True)
+class Arch:
+    """A subnet of a named search space."""
+
+    space: str
+    resolution: int
+    stem: StemArch
+    stages: tuple[StageArch, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": ARCH_FORMAT,
+            "version": ARCH_VERSION,
+            "space": self.space,
+            "resolution": self.resolution,
+            "stem": {"width": self.stem.width, "depth": self.stem.depth},
+            "stages": [stage.to_dict() for stage in self.stages],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    def save(self, path: str | Path) -> None:
+        from nas.runs import write_atomic
+
+        write_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Arch:
+        if not isinstance(data, Mapping):
+            raise ArchError(f"an arch must be a JSON object, got {type(data).__name__}")
+        fmt = data.get("format", ARCH_FORMAT)
+        if fmt != ARCH_FORMAT:
+            raise ArchError(f"format = {fmt!r} is not an arch; expected {ARCH_FORMAT!r}")
+        version = data.get("version", ARCH_VERSION)
+        if version != ARCH_VERSION:
+            raise ArchError(f"version = {version!r} is not supported; supported: {ARCH_VERSION}")
+        unknown = set(data) - {"format", "version", "space", "resolution", "stem", "stages"}
+        if unknown:
+            raise ArchError(
+                f"unknown arch field(s) {sorted(unknown)}; allowed: "
+                "format, version, space, resolution, stem, stages"
+            )
+        space = _required(data, "space", "")
+        if not isinstance(space, str) or not space:
+            raise ArchError(f"space = {space!r} must be a non-empty space name")
+        stem_data = _required(data, "stem", "")
+        if not isinstance(stem_data, Mapping):
+            raise ArchError(f"stem = {stem_data!r} must be an object with width and depth")
+        stem = StemArch(
+            width=_int(_required(stem_data, "width", "stem."), "stem.width"),
+            depth=_int(stem_data.get("depth", 0), "stem.depth"),
+        )
+        stages_data = _required(data, "stages", "")
+        if not isinstance(stages_data, list) or not stages_data:
+            raise ArchError(f"stages = {stages_data!r} must be a non-empty list of objects")
+        stages = tuple(_stage_from_dict(s, f"stages[{i}]") for i, s in enumerate(stages_data))
+        return cls(
+            space=space,
+            resolution=_int(_required(data, "resolution", ""), "resolution"),
+            stem=stem,
+            stages=stages,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Arch:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ArchError(f"malformed arch JSON: {err}") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Arch:
+        try:
+            text = Path(path).read_text()
+        except OSError as err:
+            raise ArchError(f"cannot read arch file {path}: {err.strerror}") from None
+        try:
+            return cls.from_json(text)
+        except ArchError as err:
+            raise ArchError(f"{path}: {err}") from None
+
+
+def _required(data: Mapping[str, Any], key: str, prefix: str) -> Any:
+    if key not in data:
+        raise ArchError(f"{prefix}{key} is missing")
+    return data[key]
+
+
+def _int(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ArchError(f"{where} = {value!r} must be an integer")
+    return value
+
+
+def _choice(value: Any, where: str) -> Choice:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ArchError(f"{where} = {value!r} must be a number or a string")
+    return value
+
+
+def _stage_from_dict(data: Any, where: str) -> StageArch:
+    if not isinstance(data, Mapping):
+        raise ArchError(f"{where} = {data!r} must be an object")
+    allowed = {"depth", "width", *STAGE_CHOICES}
+    unknown = set(data) - allowed
+    if unknown:
+        raise ArchError(
+            f"{where} has unknown field(s) {sorted(unknown)}; allowed: {sorted(allowed)}"
+        )
+    values: dict[str, Any] = {
+        "depth": _int(_required(data, "depth", f"{where}."), f"{where}.depth"),
+        "width": _int(_required(data, "width", f"{where}."), f"{where}.width"),
+    }
+    for name in STAGE_CHOICES:
+        if name not in data:
+            continue
+        raw = data[name]
+        if isinstance(raw, list):
+            values[name] = tuple(_choice(v, f"{where}.{name}[{i}]") for i, v in enumerate(raw))
+        else:
+            values[name] = _choice(raw, f"{where}.{name}")
+    return StageArch(**values)

@@ -1,0 +1,140 @@
+"""Standalone subnets: extraction from the supernet, export, and the model file.
+
+An extracted model is an ``nn.Sequential`` of the static blocks in :mod:`nas.blocks`, made only of
+standard torch layers. It computes what the supernet computes with the same arch set.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from nas.arch import Arch
+from nas.blocks import build_model
+from nas.runs import replace_atomic
+from nas.space import SearchSpace
+from nas.supernet import Supernet
+from nas.supernet.elastic import active_state_dict
+
+MODEL_FORMAT = "nas-model"
+MODEL_VERSION = 1
+EXPORT_FORMATS = ("onnx", "torchscript", "pt")
+
+
+class ModelFileError(ValueError):
+    """A model file is unreadable, corrupt or not a model of this engine."""
+
+
+def extract(supernet: Supernet, arch: Arch) -> nn.Sequential:
+    """The subnet ``arch`` as a standalone model holding copies of the supernet's weights.
+
+    The supernet is left with ``arch`` set. The model is in the supernet's train/eval mode and on
+    its device.
+    """
+    supernet.set_arch(arch)
+    device = next(supernet.parameters()).device
+    with torch.device("meta"):
+        model = build_model(supernet.space, arch)
+    with torch.no_grad():
+        for block, elastic in zip(model, supernet.active_blocks, strict=True):
+            sliced = active_state_dict(elastic)
+            wanted = block.state_dict().keys()
+            missing = set(wanted) - set(sliced)
+            if missing:
+                raise RuntimeError(f"{type(elastic).__name__} lacks tensors {sorted(missing)}")
+            block.load_state_dict(
+                {key: sliced[key].detach().clone() for key in wanted}, strict=True, assign=True
+            )
+    return model.to(device).train(supernet.training)
+
+
+def example_input(space: SearchSpace, arch: Arch, batch: int = 1) -> torch.Tensor:
+    return torch.randn(batch, space.in_channels, arch.resolution, arch.resolution)
+
+
+def export_onnx(
+    model: nn.Module, space: SearchSpace, arch: Arch, path: str | Path, batch: int = 1
+) -> Path:
+    """Write an ONNX file (opset 17, fixed input shape) for inference in eval mode."""
+    model = model.eval()
+    dummy = example_input(space, arch, batch).to(next(model.parameters()).device)
+
+    def write(tmp: Path) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # The TorchScript-based exporter handles these static graphs and is fast.
+            torch.onnx.export(
+                model,
+                (dummy,),
+                str(tmp),
+                input_names=["image"],
+                output_names=["logits"],
+                opset_version=17,
+                dynamo=False,
+            )
+
+    return replace_atomic(path, write)
+
+
+def export_torchscript(model: nn.Module, space: SearchSpace, arch: Arch, path: str | Path) -> Path:
+    """Write a traced TorchScript file for inference in eval mode."""
+    model = model.eval()
+    dummy = example_input(space, arch).to(next(model.parameters()).device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(model, dummy)
+    return replace_atomic(path, lambda tmp: traced.save(str(tmp)))
+
+
+def save_model(
+    model: nn.Module,
+    space: SearchSpace,
+    arch: Arch,
+    path: str | Path,
+    card: dict[str, Any] | None = None,
+) -> Path:
+    """Write a model file: the space declaration, the arch and the weights (loads with
+    ``torch.load(weights_only=True)``)."""
+    payload = {
+        "format": MODEL_FORMAT,
+        "version": MODEL_VERSION,
+        "space": space.to_dict(),
+        "arch": arch.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "card": card or {},
+    }
+    return replace_atomic(path, lambda tmp: torch.save(payload, tmp))
+
+
+def load_model(path: str | Path) -> tuple[nn.Sequential, SearchSpace, Arch]:
+    """Rebuild a model written by :func:`save_model`."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ModelFileError(f"model file {path} does not exist") from None
+    except Exception as err:  # torch raises several types for corrupt files
+        raise ModelFileError(f"{path} is not a readable model file: {err}") from None
+    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+        raise ModelFileError(f"{path} is not a {MODEL_FORMAT} file")
+    if payload.get("version") != MODEL_VERSION:
+        raise ModelFileError(f"{path}: version {payload.get('version')!r} is not supported")
+    space = SearchSpace.from_dict(payload["space"])
+    arch = Arch.from_dict(payload["arch"])
+    model = build_model(space, arch)
+    model.load_state_dict(payload["state_dict"])
+    return model.eval(), space, arch
+
+
+def export(model: nn.Module, space: SearchSpace, arch: Arch, fmt: str, path: str | Path) -> Path:
+    """Export in one of :data:`EXPORT_FORMATS`."""
+    if fmt == "onnx":
+        return export_onnx(model, space, arch, path)
+    if fmt == "torchscript":
+        return export_torchscript(model, space, arch, path)
+    if fmt == "pt":
+        return save_model(model, space, arch, path)
+    raise ValueError(f"unknown export format {fmt!r}; choices: {', '.join(EXPORT_FORMATS)}")
