@@ -14,6 +14,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from nas.errors import InputError
+
 ARCH_FORMAT = "nas-arch"
 ARCH_VERSION = 1
 
@@ -24,7 +26,7 @@ LayerChoice = Choice | tuple[Choice, ...]
 STAGE_CHOICES = ("kernel", "expand_ratio", "attention", "heads", "v_scale", "mlp_ratio")
 
 
-class ArchError(ValueError):
+class ArchError(InputError):
     """An arch is malformed or outside its space; the message names field, value and what is allowed."""
 
 

@@ -15,6 +15,7 @@ from torch import nn
 
 from nas.arch import Arch
 from nas.blocks import build_model
+from nas.errors import InputError
 from nas.runs import replace_atomic
 from nas.space import SearchSpace
 from nas.supernet import Supernet
@@ -25,7 +26,7 @@ MODEL_VERSION = 1
 EXPORT_FORMATS = ("onnx", "torchscript", "pt")
 
 
-class ModelFileError(ValueError):
+class ModelFileError(InputError):
     """A model file is unreadable, corrupt or not a model of this engine."""
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from nas.arch import STAGE_CHOICES, Arch, ArchError, Choice, StageArch, StemArch
+from nas.errors import InputError
 
 SPACE_VERSION = 1
 ACTIVATIONS = ("relu", "hswish")
@@ -45,7 +46,7 @@ KIND_DEFAULTS = {
 }
 
 
-class SpaceError(ValueError):
+class SpaceError(InputError):
     """A space declaration is malformed; the message names the key, the value and what is allowed."""
 
 

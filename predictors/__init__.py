@@ -1,0 +1,1 @@
+"""Latency predictors: published per-block lookup tables (:mod:`predictors.lut`)."""
