@@ -7,9 +7,8 @@ It imports no torch, so search algorithms can use it anywhere.
 
 from __future__ import annotations
 
-import math
 import random
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -309,9 +308,6 @@ class SearchSpace:
         a, b = self._slots(first, rng), self._slots(second, rng)
         return self._assemble([x if rng.random() < 0.5 else y for x, y in zip(a, b, strict=True)])
 
-    def __iter__(self) -> Iterator[Arch]:
-        raise TypeError("a search space is not iterated; use sample(), size() or dimensions")
-
     def size(self) -> int:
         """The exact number of distinct archs in the space."""
         total = len(self.resolutions) * len(self.stem.widths) * len(self.stem.ds_depths)
@@ -396,9 +392,6 @@ class SearchSpace:
                         )
                     _check(value, allowed, f"{where}.{name}")
         return arch
-
-    def describe(self) -> str:
-        return self.description or self.name
 
 
 # --------------------------------------------------------------------- helpers
@@ -562,7 +555,3 @@ def heads_of(spec: StageSpec, stage: StageArch, layer: int) -> int:
     if "heads" in spec.choices:
         return int(stage.layer_value("heads", layer))  # type: ignore[arg-type]
     return stage.width // spec.head_dim
-
-
-def log10_size(space: SearchSpace) -> float:
-    return math.log10(space.size())
