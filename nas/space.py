@@ -233,7 +233,7 @@ class SearchSpace:
                     dims.append(Dimension(f"stages[{i}].{name}", values, i, name))
         return tuple(dims)
 
-    def _slots(self, arch: Arch, rng: random.Random | None = None) -> list[Choice]:
+    def decisions(self, arch: Arch, rng: random.Random | None = None) -> list[Choice]:
         """Arch -> one value per dimension; inactive per-layer slots get random fills (or None)."""
         out: list[Choice] = []
         for dim in self.dimensions:
@@ -254,6 +254,11 @@ class SearchSpace:
                     value = rng.choice(dim.values) if rng else None
             out.append(value)
         return out
+
+    def assemble(self, values: Sequence[Choice]) -> Arch:
+        """The arch taking ``values[k]`` for ``dimensions[k]`` (per-layer values past a stage's
+        depth are ignored)."""
+        return self.validate(self._assemble(values))
 
     def _assemble(self, slots: Sequence[Choice]) -> Arch:
         """One value per dimension -> Arch (per-layer values cut to the stage's depth)."""
@@ -294,7 +299,7 @@ class SearchSpace:
         """Redraw each decision with probability ``prob`` (layers a new depth adds are random)."""
         rng = _rng(rng)
         self.validate(arch)
-        slots = self._slots(arch, rng)
+        slots = self.decisions(arch, rng)
         for k, dim in enumerate(self.dimensions):
             if rng.random() < prob:
                 slots[k] = rng.choice(dim.values)
@@ -305,7 +310,7 @@ class SearchSpace:
         rng = _rng(rng)
         self.validate(first)
         self.validate(second)
-        a, b = self._slots(first, rng), self._slots(second, rng)
+        a, b = self.decisions(first, rng), self.decisions(second, rng)
         return self._assemble([x if rng.random() < 0.5 else y for x, y in zip(a, b, strict=True)])
 
     def size(self) -> int:
@@ -333,7 +338,7 @@ class SearchSpace:
         self.validate(arch)
         vector = np.zeros(self.encoding_length, dtype=np.float32)
         offset = 0
-        for dim, value in zip(self.dimensions, self._slots(arch), strict=True):
+        for dim, value in zip(self.dimensions, self.decisions(arch), strict=True):
             if value is not None:
                 vector[offset + dim.values.index(value)] = 1.0
             offset += len(dim.values)

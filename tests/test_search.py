@@ -1,0 +1,178 @@
+"""Search algorithms on a cheap, documented problem: constraints met, fronts and resume."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import optuna
+import pytest
+
+import search_spaces
+from nas.graph import count
+from nas.search import ALGORITHMS, Constraint, Objective, Problem, make_searcher, run_search
+from nas.search.generative import BudgetPolicy, GenerativeSearch
+from nas.search.pareto import hypervolume, pareto_mask
+from nas.search.problem import InfeasibleBudgetError
+from nas.search.results import best_under, pareto_front, write_report
+
+
+def _mmacs(archs):
+    space = search_spaces.get("hybrid-tiny")
+    return np.array([count(space, a)[0] / 1e6 for a in archs])
+
+
+def _capacity(archs):
+    """A cheap stand-in for accuracy: log of parameters with a bonus for softmax attention."""
+    space = search_spaces.get("hybrid-tiny")
+    values = []
+    for a in archs:
+        bonus = sum(0.1 for s in a.stages if s.attention == "softmax")
+        values.append(np.log(count(space, a)[1]) + bonus)
+    return np.array(values)
+
+
+def _problem(budget=3.0):
+    space = search_spaces.get("hybrid-tiny")
+    return Problem(
+        space,
+        [Objective("capacity", _capacity), Objective("mmacs", _mmacs, maximize=False)],
+        [Constraint("mmacs", _mmacs, budget, "M")],
+    )
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_every_algorithm_finds_feasible_archs(algorithm, tmp_path):
+    problem = _problem()
+    searcher = make_searcher(algorithm, problem, seed=0, folder=tmp_path)
+    evaluations = run_search(problem, searcher, 120, tmp_path, batch_size=20, progress=False)
+    assert len(evaluations) == 120
+    best = best_under(evaluations, problem, "mmacs", 3.0)
+    assert best is not None and best.constraints["mmacs"] <= 3.0
+    lines = (tmp_path / "history.jsonl").read_text().splitlines()
+    assert len(lines) == 120
+    if algorithm in ("random", "evolution"):
+        assert all(e.feasible for e in evaluations)  # constraint-aware proposals
+
+
+def test_evolution_beats_random_at_equal_evaluations(tmp_path):
+    scores = {}
+    for algorithm in ("random", "evolution"):
+        runs = []
+        for seed in range(3):
+            problem = _problem(budget=2.0)
+            folder = tmp_path / f"{algorithm}{seed}"
+            found = run_search(
+                problem, make_searcher(algorithm, problem, seed), 300, folder, progress=False
+            )
+            runs.append(best_under(found, problem, "mmacs", 2.0).objectives["capacity"])
+        scores[algorithm] = np.mean(runs)
+    assert scores["evolution"] >= scores["random"]
+
+
+def test_infeasible_budget_is_refused_at_once_with_the_range(tmp_path):
+    problem = _problem(budget=0.01)
+    with pytest.raises(InfeasibleBudgetError, match=r"smallest arch needs [\d.]+ ?M"):
+        run_search(problem, make_searcher("evolution", problem), 10, tmp_path, progress=False)
+    assert not (tmp_path / "history.jsonl").exists()
+
+
+def test_search_resumes_after_an_interruption(tmp_path):
+    problem = _problem()
+    run_search(problem, make_searcher("evolution", problem, 1), 60, tmp_path, progress=False)
+    with (tmp_path / "history.jsonl").open("a") as f:
+        f.write('{"index": 60, "arch": {"trunc')  # a kill in the middle of a write
+    resumed = run_search(
+        _problem(), make_searcher("evolution", _problem(), 1), 100, tmp_path, progress=False
+    )
+    assert len(resumed) == 100
+    records = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
+    assert [r["index"] for r in records] == list(range(100))
+
+
+def test_another_search_in_the_same_folder_is_refused(tmp_path):
+    problem = _problem()
+    run_search(problem, make_searcher("random", problem), 10, tmp_path, progress=False)
+    other = _problem(budget=4.0)
+    with pytest.raises(Exception, match="holds another search"):
+        run_search(other, make_searcher("random", other), 10, tmp_path, progress=False)
+
+
+def test_optuna_study_is_stored_for_the_dashboard_and_resumes(tmp_path):
+    problem = _problem()
+    run_search(
+        problem,
+        make_searcher("nsga2", problem, 0, tmp_path),
+        40,
+        tmp_path,
+        batch_size=10,
+        progress=False,
+    )
+    study = optuna.load_study(study_name="search", storage=f"sqlite:///{tmp_path}/study.db")
+    assert len(study.trials) == 40
+    assert study.directions == [
+        optuna.study.StudyDirection.MAXIMIZE,
+        optuna.study.StudyDirection.MINIMIZE,
+    ]
+    problem = _problem()
+    run_search(
+        problem,
+        make_searcher("nsga2", problem, 0, tmp_path),
+        60,
+        tmp_path,
+        batch_size=10,
+        progress=False,
+    )
+    study = optuna.load_study(study_name="search", storage=f"sqlite:///{tmp_path}/study.db")
+    assert len([t for t in study.trials if t.state.is_finished()]) == 60
+
+
+def test_generative_policy_serves_any_budget_after_training(tmp_path):
+    problem = _problem(budget=3.0)
+    searcher = GenerativeSearch(problem, seed=0)
+    run_search(problem, searcher, 600, tmp_path, batch_size=40, progress=False)
+    policy = BudgetPolicy.load(tmp_path / "generator.json", problem.space)
+    constraint = problem.constraints[0]
+    for budget in (1.5, 3.0, 6.0):
+        archs = policy.generate(budget, constraint, n=5)
+        assert archs, budget
+        assert all(v <= budget for v in constraint.evaluate(archs))
+    # a larger budget buys a larger proposed model
+    small = np.mean(_mmacs(policy.generate(1.5, constraint, n=5)))
+    large = np.mean(_mmacs(policy.generate(6.0, constraint, n=5)))
+    assert large > small
+
+
+def test_pareto_and_hypervolume():
+    points = np.array([[1.0, 1.0], [2.0, 0.5], [0.5, 2.0], [0.9, 0.9], [1.0, 1.0]])
+    mask = pareto_mask(points)
+    assert mask.tolist() == [True, True, True, False, False]
+    assert hypervolume(points, np.array([0.0, 0.0])) == pytest.approx(1 + 1 * 0.5 + 0.5 * 1)
+    cube = np.array([[1.0, 1.0, 1.0]])
+    assert hypervolume(cube, np.zeros(3)) == pytest.approx(1.0)
+
+
+def test_report_has_front_best_hypervolume_and_plot(tmp_path):
+    problem = _problem()
+    found = run_search(problem, make_searcher("random", problem), 80, tmp_path, progress=False)
+    report = write_report(found, problem, tmp_path, "random")
+    part = report["per_constraint"]["mmacs"]
+    assert part["best"]["constraints"]["mmacs"] <= 3.0
+    assert part["hypervolume"] > 0
+    front = pareto_front(found, problem, "mmacs")
+    costs = [e.constraints["mmacs"] for e in front]
+    scores = [e.objectives["capacity"] for e in front]
+    assert costs == sorted(costs) and scores == sorted(scores)  # more cost buys more score
+    assert (tmp_path / part["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((tmp_path / "results.json").read_text())["format"] == "nas-search-report"
+
+
+def test_search_package_does_not_import_torch():
+    code = (
+        "import sys, nas.search, nas.search.optuna_search, nas.search.generative, "
+        "nas.search.results; print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
