@@ -77,6 +77,14 @@ class Arch:
     stem: StemArch
     stages: tuple[StageArch, ...]
 
+    def __hash__(self) -> int:  # archs key many caches: hash once
+        try:
+            return self._hash
+        except AttributeError:
+            value = hash((self.space, self.resolution, self.stem, self.stages))
+            object.__setattr__(self, "_hash", value)
+            return value
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": ARCH_FORMAT,

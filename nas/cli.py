@@ -156,10 +156,23 @@ def cmd_inspect(args: argparse.Namespace) -> None:
 
 
 def cmd_extract(args: argparse.Namespace) -> None:
-    from nas.extract import EXPORT_FORMATS, export, extract
+    from nas.extract import EXPORT_FORMATS
 
     if args.format not in EXPORT_FORMATS:
         raise UsageError(f"unknown format {args.format!r}; choices: {', '.join(EXPORT_FORMATS)}")
+    if args.run:
+        _extract_for_device(args)
+    elif args.arch:
+        _extract_arch(args)
+    else:
+        raise UsageError("give --arch ARCH.json, or --run RUN --device PROFILE --latency-ms X")
+
+
+def _extract_arch(args: argparse.Namespace) -> None:
+    from nas.extract import export, extract
+
+    if not args.out:
+        raise UsageError("--out PATH is required with --arch")
     out = _check_writable(args.out)
     arch, space = _arch_and_space(args.arch, args.space)
     import torch
@@ -174,15 +187,102 @@ def cmd_extract(args: argparse.Namespace) -> None:
         print("no --checkpoint: weights are freshly initialised", file=sys.stderr)
         torch.manual_seed(args.seed)
         supernet = Supernet(space)
-    model = extract(supernet.to(args.device).eval(), arch)
+    model = extract(supernet.to(args.torch_device).eval(), arch)
     export(model, space, arch, args.format, out)
     print(f"wrote {args.format} model of {arch.space} (resolution {arch.resolution}) to {out}")
+
+
+def _budgets(args: argparse.Namespace) -> list[float]:
+    devices, budgets = args.device or [], args.latency_ms or []
+    if not devices or not budgets:
+        raise UsageError("give --device PROFILE.json and --latency-ms BUDGET")
+    if len(budgets) == 1:
+        budgets = budgets * len(devices)
+    if len(budgets) != len(devices):
+        raise UsageError(
+            f"{len(budgets)} --latency-ms values for {len(devices)} --device profiles; "
+            "give one budget, or one per device"
+        )
+    for b in budgets:
+        if b <= 0:
+            raise UsageError(f"--latency-ms {b:g} must be positive")
+    return budgets
+
+
+def _open_run_and_devices(args: argparse.Namespace):
+    from nas.deploy import Device
+    from nas.trained import TrainedRun
+
+    budgets = _budgets(args)
+    run = TrainedRun.open(args.run, args.torch_device)
+    return run, [Device.open(path, run.space) for path in args.device], budgets
+
+
+def _extract_for_device(args: argparse.Namespace) -> None:
+    from nas.deploy import extract_for_device
+    from nas.runs import slug
+
+    if args.arch:
+        raise UsageError("--arch and --run exclude each other")
+    out = _check_writable(args.out) if args.out else None
+    run, devices, budgets = _open_run_and_devices(args)
+    if out is None:
+        suffix = {"onnx": ".onnx", "torchscript": ".ts", "pt": ".pt"}[args.format]
+        out = run.folder / "models" / slug(f"{devices[0].path.stem}-{budgets[0]:g}ms{suffix}")
+    card = extract_for_device(
+        run, devices, budgets[0], args.format, out, measure=not args.no_measure
+    )
+    acc = card["accuracy"]
+    print(f"model: {out}\ncard:  {card['card']}")
+    print(
+        f"arch at {card['arch']['resolution']} px, {card['macs'] / 1e6:.2f}M MACs, "
+        f"{card['params'] / 1e3:.1f}K params; val top-1 {acc['val_top1']:.4f}, "
+        f"test top-1 {acc['test_top1']:.4f}"
+    )
+    for name, lat in card["latency"].items():
+        measured = (
+            "not measurable here" if lat["measured_ms"] is None else f"{lat['measured_ms']:.3f} ms"
+        )
+        print(f"latency on {name}: predicted {lat['predicted_ms']:.3f} ms, measured {measured}")
+
+
+def cmd_search(args: argparse.Namespace) -> None:
+    from nas.deploy import search_run
+    from nas.search import ALGORITHMS
+
+    if args.algorithm not in ALGORITHMS:
+        raise UsageError(f"unknown algorithm {args.algorithm!r}; choices: {', '.join(ALGORITHMS)}")
+    if args.evaluations < 1:
+        raise UsageError(f"--evaluations {args.evaluations} must be at least 1")
+    run, devices, budgets = _open_run_and_devices(args)
+    folder, report = search_run(
+        run,
+        devices,
+        budgets,
+        args.algorithm,
+        args.evaluations,
+        args.name,
+        args.seed,
+        args.macs_limit,
+        args.batch_size,
+    )
+    print(f"search folder: {folder}")
+    for name, part in report["per_constraint"].items():
+        best = part["best"]
+        if best is None:
+            print(f"{name} <= {part['budget']:g}: no feasible arch found")
+            continue
+        print(
+            f"{name} <= {part['budget']:g}: best val top-1 {best['objectives']['val_top1']:.4f} "
+            f"at {best['constraints'][name]:.3f}; hypervolume {part['hypervolume']:.4g}; "
+            f"Pareto front {len(part['pareto_front'])} archs; plot {folder / part['plot']}"
+        )
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
     from nas.demo import run_demo
 
-    run_demo(Path(args.out), seed=args.seed)
+    run_demo(Path(args.out), seed=args.seed, epochs=args.epochs, evaluations=args.evaluations)
 
 
 # --------------------------------------------------------------------- parser
@@ -216,19 +316,87 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--space", help=space_help + " (default: the arch's own space)")
     p.set_defaults(func=cmd_inspect)
 
-    p = sub.add_parser("extract", help="cut a subnet out of the supernet and export it")
+    p = sub.add_parser(
+        "extract",
+        help="cut a subnet out of the supernet and export it",
+        description="Export one subnet: either --arch ARCH.json (weights from --checkpoint, or "
+        "fresh), or the best arch a search of --run found under --latency-ms on --device, with "
+        "BN recalibration, test accuracy, measured latency and a model card.",
+    )
     p.add_argument("--space", help=space_help + " (default: the arch's own space)")
-    p.add_argument("--arch", required=True, help="arch JSON file")
-    p.add_argument("--checkpoint", help="supernet checkpoint (default: fresh weights)")
+    p.add_argument("--arch", help="arch JSON file")
+    p.add_argument("--checkpoint", help="supernet checkpoint for --arch (default: fresh weights)")
+    p.add_argument("--run", help="training run folder whose searches to take the best arch from")
+    p.add_argument(
+        "--device",
+        action="append",
+        metavar="PROFILE",
+        help="device profile JSON (with --run); repeat for more devices",
+    )
+    p.add_argument("--latency-ms", type=float, nargs="+", help="latency budget on --device")
     p.add_argument("--format", default="onnx", help="onnx, torchscript or pt (default onnx)")
-    p.add_argument("--out", required=True, help="output file")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument(
+        "--out",
+        help="output file (required with --arch; default with --run: RUN/models/DEVICE-BUDGET.EXT)",
+    )
+    p.add_argument(
+        "--no-measure",
+        action="store_true",
+        help="skip the end-to-end latency measurement (with --run)",
+    )
+    p.add_argument("--torch-device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--seed", type=int, default=0, help="seed for fresh weights (default 0)")
     p.set_defaults(func=cmd_extract)
+
+    __import__("nas.train.commands", fromlist=["register"]).register(sub)
+
+    __import__("predictors.commands", fromlist=["register"]).register(sub)
+
+    p = sub.add_parser(
+        "search",
+        help="search a trained supernet under latency budgets on devices",
+        description="Find the most accurate subnets of a training run (--run) under a latency "
+        "budget on one or more device profiles. Results go to RUN/search/NAME (history.jsonl, "
+        "results.json, Pareto plots; Optuna studies in study.db); rerun to resume.",
+    )
+    p.add_argument("--run", required=True, help="training run folder (from `nas train`)")
+    p.add_argument(
+        "--device",
+        action="append",
+        metavar="PROFILE",
+        required=True,
+        help="device profile JSON; repeat for several devices",
+    )
+    p.add_argument(
+        "--latency-ms",
+        type=float,
+        nargs="+",
+        required=True,
+        help="latency budget: one for all devices, or one per --device",
+    )
+    p.add_argument(
+        "--algorithm",
+        default="evolution",
+        help="evolution, nsga2, tpe, generative or random (default evolution)",
+    )
+    p.add_argument(
+        "--evaluations",
+        type=int,
+        default=500,
+        help="archs to evaluate on the supernet (default 500)",
+    )
+    p.add_argument("--macs-limit", type=float, help="also require MACs <= this many millions")
+    p.add_argument("--batch-size", type=int, default=20, help="archs per search step (default 20)")
+    p.add_argument("--name", help="search folder name (default ALGORITHM-DEVICE-BUDGET)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--torch-device", default="cpu", help="cpu or cuda (default cpu)")
+    p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("demo", help="run the main job end to end on the embedded data set")
     p.add_argument("--out", default="runs/demo", help="run folder (default runs/demo)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--epochs", type=int, default=10, help="supernet epochs (default 10)")
+    p.add_argument("--evaluations", type=int, default=150, help="searched archs (default 150)")
     p.set_defaults(func=cmd_demo)
     return parser
 

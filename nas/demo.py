@@ -1,58 +1,130 @@
-"""The end-to-end demo on the embedded default: what ``make demo`` runs."""
+"""The end-to-end demo on the embedded default: what ``make demo`` runs.
+
+It is the sequence of ``nas`` commands a user would type, on scikit-learn's digits and the
+``hybrid-tiny`` space: train a supernet with CAS+PAS, measure an ONNX Runtime latency profile of
+this machine, search under a latency budget, and extract the winner to ONNX with its card.
+Every step writes into the demo folder and resumes when the demo is run again.
+"""
 
 from __future__ import annotations
 
-import json
-import random
+import time
 from pathlib import Path
-
-import numpy as np
-import torch
-
-import search_spaces
-from nas.extract import export_onnx, extract
-from nas.graph import count
-from nas.runs import write_atomic
-from nas.supernet import Supernet
 
 DEMO_SPACE = "hybrid-tiny"
 
 
-def run_demo(out: Path, seed: int = 0) -> Path:
-    """List the spaces, sample archs of ``hybrid-tiny``, extract one to ONNX and check it in
-    ONNX Runtime. Returns the ONNX file's path."""
-    import onnxruntime as ort
+def _step(title: str, argv: list[str]) -> None:
+    from nas.cli import main
 
+    print(f"\n==> {title}\n    nas {' '.join(argv)}", flush=True)
+    start = time.perf_counter()
+    code = main(argv)
+    if code:
+        raise SystemExit(code)
+    print(f"    ({time.perf_counter() - start:.0f} s)", flush=True)
+
+
+def _budget(profile: Path, run: Path) -> float:
+    """A budget 40% of the way from the fastest to the slowest arch on the measured device."""
+    from nas.deploy import Device
+    from nas.search import Problem
+    from nas.search.problem import Constraint, Objective
+    from nas.trained import TrainedRun
+
+    space = TrainedRun.open(run).space
+    device = Device.open(profile, space)
+    problem = Problem(
+        space,
+        [Objective("latency", device.latency, maximize=False)],
+        [Constraint("latency", device.latency, float("inf"))],
+    )
+    low, high = problem.constraint_ranges()["latency"]
+    return round(low + 0.4 * (high - low), 3)
+
+
+def run_demo(out: Path, seed: int = 0, epochs: int = 10, evaluations: int = 150) -> Path:
+    """Run the pipeline into ``out``; return the path of the exported ONNX model."""
     out.mkdir(parents=True, exist_ok=True)
-    print("built-in spaces:")
-    for name in search_spaces.names():
-        print(f"  {name:14s} {search_spaces.get(name).size():.3e} archs")
-
-    space = search_spaces.get(DEMO_SPACE)
-    rng = random.Random(seed)
-    samples = []
-    print(f"\nsampled archs of {DEMO_SPACE}:")
-    for _ in range(5):
-        arch = space.sample(rng)
-        macs, params = count(space, arch)
-        samples.append({"arch": arch.to_dict(), "macs": macs, "params": params})
-        print(
-            f"  resolution {arch.resolution:3d}  {macs / 1e6:7.2f}M MACs  {params / 1e3:7.1f}K params"
-        )
-    write_atomic(out / "samples.jsonl", "".join(json.dumps(s) + "\n" for s in samples))
-
-    torch.manual_seed(seed)
-    supernet = Supernet(space).eval()
-    arch = space.sample(rng)
-    model = extract(supernet, arch)
-    arch.save(out / "arch.json")
-    onnx_path = export_onnx(model, space, arch, out / "model.onnx")
-    image = torch.randn(1, space.in_channels, arch.resolution, arch.resolution)
-    with torch.no_grad():
-        expected = model(image).numpy()
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    got = session.run(None, {"image": image.numpy()})[0]
-    print(f"\nextracted {arch.space} subnet -> {onnx_path}")
-    print(f"ONNX Runtime vs PyTorch: max abs difference {np.abs(got - expected).max():.2e}")
-    print(f"arch: {out / 'arch.json'}   samples: {out / 'samples.jsonl'}")
-    return onnx_path
+    start = time.perf_counter()
+    run, profile = out / "supernet", out / "onnxruntime_profile.json"
+    _step(
+        "train a hybrid-tiny supernet on digits with complexity- and performance-aware sampling",
+        [
+            "train",
+            "--space",
+            DEMO_SPACE,
+            "--data",
+            "digits",
+            "--epochs",
+            str(epochs),
+            "--sampler",
+            "cas+pas",
+            "--seed",
+            str(seed),
+            "--out",
+            str(run),
+        ],
+    )
+    _step(
+        "measure an ONNX Runtime latency profile of this machine (batch 1, one thread)",
+        [
+            "device",
+            "measure",
+            "--backend",
+            "onnxruntime",
+            "--space",
+            DEMO_SPACE,
+            "--out",
+            str(profile),
+            "--seed",
+            str(seed),
+        ],
+    )
+    budget = _budget(profile, run)
+    _step(
+        f"search the supernet for the most accurate subnet under {budget} ms",
+        [
+            "search",
+            "--run",
+            str(run),
+            "--device",
+            str(profile),
+            "--latency-ms",
+            str(budget),
+            "--algorithm",
+            "evolution",
+            "--evaluations",
+            str(evaluations),
+            "--name",
+            "demo",
+            "--seed",
+            str(seed),
+        ],
+    )
+    model = out / "model.onnx"
+    _step(
+        "extract the winner to ONNX with BN recalibration, test accuracy and a model card",
+        [
+            "extract",
+            "--run",
+            str(run),
+            "--device",
+            str(profile),
+            "--latency-ms",
+            str(budget),
+            "--format",
+            "onnx",
+            "--out",
+            str(model),
+        ],
+    )
+    search = run / "search" / "demo"
+    print(f"\ndemo finished in {(time.perf_counter() - start) / 60:.1f} min")
+    print(f"  model:        {model}")
+    print(f"  model card:   {model}.card.json")
+    print(f"  Pareto plot:  {sorted(search.glob('pareto_*.png'))[0]}")
+    print(f"  search:       {search / 'results.json'}")
+    print(f"  training run: {run} (metrics.jsonl, best.pt)")
+    print(f"  profile:      {profile}")
+    return model

@@ -278,6 +278,28 @@ def operator_graph(space: SearchSpace, arch: Arch) -> nx.DiGraph:
     return graph
 
 
+def layer_operator_graph(layer: Layer) -> nx.DiGraph:
+    """The operators of one layer, fed by a node ``input`` holding the layer's input shape.
+
+    Its operator nodes are the ones :func:`operator_graph` gives that layer in a whole subnet.
+    """
+    graph = nx.DiGraph()
+    graph.add_node(
+        "input",
+        op="input",
+        block="input",
+        block_kind="input",
+        macs=0,
+        params=0,
+        input_shape=(),
+        output_shape=(layer.in_ch, layer.in_hw, layer.in_hw),
+    )
+    builder = _Builder(graph)
+    builder.layer = layer
+    _EMITTERS[type(layer)](builder, layer, "input")
+    return graph
+
+
 @dataclass(frozen=True)
 class BlockSummary:
     block: str

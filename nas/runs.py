@@ -26,6 +26,12 @@ def replace_atomic(path: str | Path, write: Callable[[Path], object]) -> Path:
     return path
 
 
+def slug(text: str) -> str:
+    """``text`` as a file-name-safe word: letters, digits, ``-``, ``_`` and ``.`` only."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)
+    return "_".join(part for part in safe.split("_") if part) or "unnamed"
+
+
 def write_atomic(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path`` atomically."""
     return replace_atomic(path, lambda tmp: tmp.write_text(text))

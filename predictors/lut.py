@@ -21,7 +21,7 @@ import yaml
 
 from nas.arch import Arch
 from nas.errors import InputError
-from nas.layers import HeadLayer, MBConvLayer, StemLayer, TransformerLayer, layers_of
+from nas.layers import HeadLayer, Layer, MBConvLayer, StemLayer, TransformerLayer, layers_of
 from nas.space import SearchSpace
 
 try:
@@ -111,65 +111,67 @@ def _ms(value: object, path: Path, key: str) -> float:
 
 def pixel4_keys(space: SearchSpace, arch: Arch) -> list[str]:
     """One Pixel 4 table key per block (two per transformer layer: attention and FFN)."""
-    keys = []
-    for layer in layers_of(space, arch):
-        if isinstance(layer, StemLayer):
-            keys.append(
-                f"firstconv_{layer.in_hw}_{layer.in_ch}_{layer.out_ch}_{layer.stride}_{layer.kernel}"
-            )
-        elif isinstance(layer, MBConvLayer) and layer.slot.endswith(".downsample"):
-            keys.append(
-                f"transds_{layer.in_hw}_{layer.in_ch}_{layer.out_ch}_{layer.stride}"
-                f"_{_num(layer.expand_ratio)}"
-            )
-        elif isinstance(layer, MBConvLayer):
-            keys.append(
-                f"conv_{layer.in_hw}_{layer.in_ch}_{layer.out_ch}_{_num(layer.expand_ratio)}"
-                f"_{layer.stride}_{_PIXEL4_ACT[layer.activation]}_{layer.kernel}"
-                f"_{'se' if layer.se else 'nose'}"
-            )
-        elif isinstance(layer, TransformerLayer):
-            act = _PIXEL4_ACT[layer.activation]
-            keys.append(f"transattn_{layer.hw}_{layer.width}_{act}_{layer.v_scale}_ln")
-            keys.append(f"transffn_{layer.hw}_{layer.width}_{layer.mlp_ratio}_{act}_ln")
-        elif isinstance(layer, HeadLayer):
-            keys.append(
-                f"mbpool_{layer.in_hw}_{layer.in_ch}_{layer.feature_ch}"
-                f"_{_num(layer.expand_ch / layer.in_ch)}_{_PIXEL4_ACT[layer.activation]}"
-            )
-        else:
-            raise TypeError(f"no Pixel 4 key for layer {layer!r}")
-    return keys
+    return [key for layer in layers_of(space, arch) for key in pixel4_layer_keys(layer)]
+
+
+def pixel4_layer_keys(layer: Layer) -> list[str]:
+    """The Pixel 4 table keys of one layer."""
+    if isinstance(layer, StemLayer):
+        return [
+            f"firstconv_{layer.in_hw}_{layer.in_ch}_{layer.out_ch}_{layer.stride}_{layer.kernel}"
+        ]
+    if isinstance(layer, MBConvLayer) and layer.slot.endswith(".downsample"):
+        return [
+            f"transds_{layer.in_hw}_{layer.in_ch}_{layer.out_ch}_{layer.stride}"
+            f"_{_num(layer.expand_ratio)}"
+        ]
+    if isinstance(layer, MBConvLayer):
+        return [
+            f"conv_{layer.in_hw}_{layer.in_ch}_{layer.out_ch}_{_num(layer.expand_ratio)}"
+            f"_{layer.stride}_{_PIXEL4_ACT[layer.activation]}_{layer.kernel}"
+            f"_{'se' if layer.se else 'nose'}"
+        ]
+    if isinstance(layer, TransformerLayer):
+        act = _PIXEL4_ACT[layer.activation]
+        return [
+            f"transattn_{layer.hw}_{layer.width}_{act}_{layer.v_scale}_ln",
+            f"transffn_{layer.hw}_{layer.width}_{layer.mlp_ratio}_{act}_ln",
+        ]
+    if isinstance(layer, HeadLayer):
+        return [
+            f"mbpool_{layer.in_hw}_{layer.in_ch}_{layer.feature_ch}"
+            f"_{_num(layer.expand_ch / layer.in_ch)}_{_PIXEL4_ACT[layer.activation]}"
+        ]
+    raise TypeError(f"no Pixel 4 key for layer {layer!r}")
 
 
 def note10_keys(space: SearchSpace, arch: Arch) -> list[str]:
     """One Note10 table key per block; the head gives four (Conv_1, AvgPool2D, Conv_2, Logits)."""
-    keys = []
-    for layer in layers_of(space, arch):
-        if isinstance(layer, StemLayer):
-            keys.append(
-                f"Conv-input:{_hwc(layer.in_hw, layer.in_ch)}-output:{_hwc(layer.out_hw, layer.out_ch)}"
-            )
-        elif isinstance(layer, MBConvLayer):
-            keys.append(
-                f"expanded_conv-input:{_hwc(layer.in_hw, layer.in_ch)}"
-                f"-output:{_hwc(layer.out_hw, layer.out_ch)}-expand:{layer.mid_ch}"
-                f"-kernel:{layer.kernel}-stride:{layer.stride}-idskip:{int(layer.residual)}"
-                f"-se:{int(layer.se)}-hs:{int(layer.activation == 'hswish')}"
-            )
-        elif isinstance(layer, HeadLayer):
-            hw, cin, mid, feat = layer.in_hw, layer.in_ch, layer.expand_ch, layer.feature_ch
-            keys += [
-                f"Conv_1-input:{_hwc(hw, cin)}-output:{_hwc(hw, mid)}",
-                f"AvgPool2D-input:{_hwc(hw, mid)}-output:{_hwc(1, mid)}",
-                f"Conv_2-input:{_hwc(1, mid)}-output:{_hwc(1, feat)}",
-                f"Logits-input:{_hwc(1, feat)}-output:{layer.num_classes}",
-            ]
-        else:
-            raise TypeError(
-                f"no Note10 key for layer {layer!r} (the tables cover MobileNetV3 only)"
-            )
-    return keys
+    return [key for layer in layers_of(space, arch) for key in note10_layer_keys(layer)]
+
+
+def note10_layer_keys(layer: Layer) -> list[str]:
+    """The Note10 table keys of one layer."""
+    if isinstance(layer, StemLayer):
+        return [
+            f"Conv-input:{_hwc(layer.in_hw, layer.in_ch)}-output:{_hwc(layer.out_hw, layer.out_ch)}"
+        ]
+    if isinstance(layer, MBConvLayer):
+        return [
+            f"expanded_conv-input:{_hwc(layer.in_hw, layer.in_ch)}"
+            f"-output:{_hwc(layer.out_hw, layer.out_ch)}-expand:{layer.mid_ch}"
+            f"-kernel:{layer.kernel}-stride:{layer.stride}-idskip:{int(layer.residual)}"
+            f"-se:{int(layer.se)}-hs:{int(layer.activation == 'hswish')}"
+        ]
+    if isinstance(layer, HeadLayer):
+        hw, cin, mid, feat = layer.in_hw, layer.in_ch, layer.expand_ch, layer.feature_ch
+        return [
+            f"Conv_1-input:{_hwc(hw, cin)}-output:{_hwc(hw, mid)}",
+            f"AvgPool2D-input:{_hwc(hw, mid)}-output:{_hwc(1, mid)}",
+            f"Conv_2-input:{_hwc(1, mid)}-output:{_hwc(1, feat)}",
+            f"Logits-input:{_hwc(1, feat)}-output:{layer.num_classes}",
+        ]
+    raise TypeError(f"no Note10 key for layer {layer!r} (the tables cover MobileNetV3 only)")
 
 
 def table_latency(keys: Iterable[str], table: Mapping[str, float]) -> float:

@@ -164,12 +164,3 @@ def test_console_script_help_and_usage_errors():
         assert command in help_text
     missing = subprocess.run([*exe, "extract"], capture_output=True, text=True)
     assert missing.returncode == 2 and "--arch" in missing.stderr
-
-
-def test_demo_extracts_a_subnet_that_runs_in_onnx_runtime(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
-    out = capsys.readouterr().out
-    assert "ONNX Runtime vs PyTorch" in out
-    for name in ("model.onnx", "arch.json", "samples.jsonl"):
-        assert (tmp_path / "demo" / name).is_file()
-    assert len((tmp_path / "demo" / "samples.jsonl").read_text().splitlines()) == 5

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nas.runs import replace_atomic, write_atomic
+from nas.runs import replace_atomic, slug, write_atomic
 from nas.search.pareto import as_maximised, hypervolume, pareto_mask
 from nas.search.problem import Evaluation, Problem
 
@@ -137,7 +137,7 @@ def write_report(
         best = best_under(evaluations, problem, c.name, c.limit)
         front = pareto_front(evaluations, problem, c.name)
         plot = plot_front(
-            evaluations, problem, c.name, folder / f"pareto_{_slug(c.name)}.png", c.limit
+            evaluations, problem, c.name, folder / f"pareto_{slug(c.name)}.png", c.limit
         )
         report["per_constraint"][c.name] = {
             "budget": c.limit,
@@ -153,7 +153,3 @@ def write_report(
 
 def _record(e: Evaluation) -> dict:
     return {"arch": e.arch.to_dict(), "objectives": e.objectives, "constraints": e.constraints}
-
-
-def _slug(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)

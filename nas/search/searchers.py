@@ -117,20 +117,24 @@ class Evolution:
         parents = population[: max(2, int(s.parent_ratio * len(population)))]
         children: dict[Arch, None] = {}
         wanted = s.population - len(parents)
-        for _ in range(50 * wanted):
+        for _ in range(50):  # rounds of candidates, checked against the constraints together
             if len(children) >= wanted:
                 break
-            if rng.random() < s.mutation_ratio:
-                child = self.problem.space.mutate(rng.choice(parents), rng, s.mutation_prob)
-            else:
-                a, b = rng.sample(parents, 2)
-                child = self.problem.space.crossover(a, b, rng)
-            fresh = child not in self.evaluated and child not in children
-            if fresh and self.problem.feasible([child])[0]:
-                children[child] = None
+            candidates = [self._child(parents) for _ in range(2 * wanted)]
+            candidates = [c for c in dict.fromkeys(candidates) if c not in self.evaluated]
+            for child, ok in zip(candidates, self.problem.feasible(candidates), strict=True):
+                if ok and len(children) < wanted:
+                    children.setdefault(child)
         if not children:  # converged: refresh with random feasible archs
             return sample_feasible(self.problem, rng, wanted, exclude=self.evaluated)
         return list(children)
+
+    def _child(self, parents: list[Arch]) -> Arch:
+        s, rng, space = self.settings, self.rng, self.problem.space
+        if rng.random() < s.mutation_ratio:
+            return space.mutate(rng.choice(parents), rng, s.mutation_prob)
+        a, b = rng.sample(parents, 2)
+        return space.crossover(a, b, rng)
 
     def ask(self, n: int) -> list[Arch]:
         while len(self.queue) < n:

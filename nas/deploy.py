@@ -1,0 +1,197 @@
+"""Search a trained run under a device's latency budget, and ship the winner with a model card.
+
+``search_run`` builds the problem (supernet accuracy, predicted latency per device, MACs) for a
+training run and runs one search into ``RUN/search/NAME``. ``extract_for_device`` picks the best
+arch any search of the run found under a budget on a device, cuts it out, recalibrates BN,
+measures test accuracy (and end-to-end latency where the device's backend runs here) and writes
+the model and its card.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nas.arch import Arch
+from nas.errors import InputError
+from nas.graph import count
+from nas.runs import slug, write_atomic
+from nas.search import Constraint, Objective, Problem, make_searcher, run_search
+from nas.search.history import History
+from nas.search.results import write_report
+from nas.trained import TrainedRun
+
+CARD_FORMAT = "nas-model-card"
+CARD_VERSION = 1
+
+
+class NoCandidateError(InputError):
+    """No searched arch meets the asked budget."""
+
+
+@dataclass
+class Device:
+    """A device profile opened as a latency predictor for the run's space."""
+
+    name: str
+    path: Path
+    predictor: Any
+
+    @classmethod
+    def open(cls, path: str | Path, space) -> Device:
+        from predictors.latency import LatencyPredictor
+
+        predictor = LatencyPredictor.load(path, space, allow_other_space=True)
+        return cls(predictor.profile.device, Path(path), predictor)
+
+    @property
+    def metric(self) -> str:
+        return f"latency_ms@{self.name}"
+
+    def latency(self, archs: Sequence[Arch]) -> np.ndarray:
+        return np.asarray(self.predictor.predict(list(archs)), dtype=float)
+
+
+def _macs(space):
+    return lambda archs: np.array([count(space, a)[0] / 1e6 for a in archs])
+
+
+def build_problem(
+    run: TrainedRun,
+    devices: Sequence[Device],
+    budgets_ms: Sequence[float],
+    macs_limit: float | None = None,
+) -> Problem:
+    """Maximise validation accuracy; minimise latency on the first device; latency <= budget on
+    every device; MACs <= limit (millions) when given."""
+    objectives = [Objective("val_top1", run.accuracy, maximize=True)]
+    objectives.append(Objective(devices[0].metric, devices[0].latency, maximize=False, unit="ms"))
+    constraints = [
+        Constraint(d.metric, d.latency, float(b), "ms")
+        for d, b in zip(devices, budgets_ms, strict=True)
+    ]
+    if macs_limit is not None:
+        constraints.append(Constraint("mmacs", _macs(run.space), macs_limit, "M"))
+    return Problem(run.space, objectives, constraints)
+
+
+def search_run(
+    run: TrainedRun,
+    devices: Sequence[Device],
+    budgets_ms: Sequence[float],
+    algorithm: str,
+    evaluations: int,
+    name: str | None = None,
+    seed: int = 0,
+    macs_limit: float | None = None,
+    batch_size: int = 20,
+    progress: bool = True,
+) -> tuple[Path, dict]:
+    """Run (or resume) one search; return its folder and report."""
+    problem = build_problem(run, devices, budgets_ms, macs_limit)
+    budget = "_".join(f"{b:g}ms" for b in budgets_ms)
+    folder = run.folder / "search" / (name or slug(f"{algorithm}-{devices[0].path.stem}-{budget}"))
+    searcher = make_searcher(algorithm, problem, seed, folder)
+    found = run_search(problem, searcher, evaluations, folder, batch_size, progress)
+    return folder, write_report(found, problem, folder, algorithm)
+
+
+def searched_archs(run: TrainedRun) -> dict[Arch, float]:
+    """Validation accuracy of every arch any search of the run evaluated."""
+    out: dict[Arch, float] = {}
+    for history in sorted((run.folder / "search").glob("*/history.jsonl")):
+        for e in History(history, run.space).load():
+            if "val_top1" in e.objectives:
+                out[e.arch] = e.objectives["val_top1"]
+    return out
+
+
+def best_for_device(run: TrainedRun, device: Device, budget_ms: float) -> tuple[Arch, float, float]:
+    """(arch, val accuracy, predicted ms) of the most accurate searched arch under budget."""
+    accuracy = searched_archs(run)
+    if not accuracy:
+        raise NoCandidateError(
+            f"{run.folder} has no search results: run `nas search --run "
+            f"{run.folder} --device PROFILE --latency-ms X` first"
+        )
+    archs = list(accuracy)
+    latency = device.latency(archs)
+    feasible = [i for i in range(len(archs)) if latency[i] <= budget_ms]
+    if not feasible:
+        raise NoCandidateError(
+            f"no searched arch runs under {budget_ms:g} ms on {device.name}; searched archs "
+            f"range {latency.min():.3g}-{latency.max():.3g} ms: search with this budget first"
+        )
+    best = max(feasible, key=lambda i: accuracy[archs[i]])
+    return archs[best], accuracy[archs[best]], float(latency[best])
+
+
+def extract_for_device(
+    run: TrainedRun,
+    devices: Sequence[Device],
+    budget_ms: float,
+    fmt: str,
+    out: Path,
+    measure: bool = True,
+) -> dict[str, Any]:
+    """Write the best arch under ``budget_ms`` on ``devices[0]`` as a model, with its card."""
+    from nas.extract import export
+    from nas.train.evaluate import top1
+
+    arch, val_top1, _ = best_for_device(run, devices[0], budget_ms)
+    model = run.extract(arch)
+    test_top1 = top1(model, run.data.test, arch.resolution, run.batch_size)
+    macs, params = count(run.space, arch)
+    latency = {}
+    for d in devices:
+        entry = {
+            "profile": str(d.path),
+            "backend": d.predictor.profile.backend,
+            "predicted_ms": float(d.latency([arch])[0]),
+            "measured_ms": None,
+        }
+        if measure:
+            entry["measured_ms"] = _measure_here(d, arch)
+        latency[d.name] = entry
+    out.parent.mkdir(parents=True, exist_ok=True)
+    export(model, run.space, arch, fmt, out)
+    card = {
+        "format": CARD_FORMAT,
+        "version": CARD_VERSION,
+        "model": out.name,
+        "model_format": fmt,
+        "space": run.space.name,
+        "arch": arch.to_dict(),
+        "macs": macs,
+        "params": params,
+        "accuracy": {
+            "val_top1": val_top1,
+            "test_top1": test_top1,
+            "data": run.data.describe(),
+            "bn_recalibrated": True,
+        },
+        "budget_ms": budget_ms,
+        "target_device": devices[0].name,
+        "latency": latency,
+        "run": str(run.folder),
+        "checkpoint": run.checkpoint.name,
+    }
+    card_path = out.with_suffix(out.suffix + ".card.json")
+    write_atomic(card_path, json.dumps(card, indent=2) + "\n")
+    card["card"] = str(card_path)
+    return card
+
+
+def _measure_here(device: Device, arch: Arch) -> float | None:
+    """End-to-end time on the profile's backend, when that backend runs on this machine."""
+    from predictors.backends import backend_names
+    from predictors.validate import measure_archs
+
+    if device.predictor.profile.backend not in backend_names():
+        return None
+    return float(measure_archs(device.predictor, [arch], progress=False)[0])

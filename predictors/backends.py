@@ -1,0 +1,412 @@
+"""Measurement backends and the timing protocol.
+
+A backend turns a torch module (a kernel or a whole model, built from the static blocks) into a
+zero-argument callable that runs one inference, and describes the software it runs on:
+
+.. code-block:: python
+
+    class Backend(Protocol):
+        name: str        # registry name, stored in device profiles
+        threads: int     # intra-op threads
+        batch: int       # batch size of every input
+        def prepare(self, module: nn.Module, inputs: tuple[Tensor, ...]) -> Callable[[], object]
+        def prepare_cached(self, key: str, build: Callable[[], tuple[nn.Module, tuple]])
+            -> Callable[[], object]     # same, reusing a conversion made earlier for ``key``
+        def timing_context(self) -> ContextManager   # entered around every timing loop
+        def environment(self) -> dict                # library versions, threads, batch, ...
+
+Two backends are built in: ``torch`` (eager, CPU, ``torch.inference_mode``) and ``onnxruntime``
+(CPU execution provider; the module is exported with the same settings as
+:func:`nas.extract.export_onnx`). To add one (LiteRT, ExecuTorch, ...), implement the protocol --
+``prepare`` converts the module (e.g. ``ai_edge_torch.convert`` then a LiteRT ``Interpreter``, or
+``torch.export`` then an ExecuTorch program) and returns a callable that invokes it once -- and
+call :func:`register_backend`; every command then accepts ``--backend NAME``. Devices that cannot
+run Python (phones) are measured through ``nas device export-suite`` / ``nas device import``.
+
+Timing protocol (:func:`time_runners`): each runner is called ``warmup`` times, then the runners
+of a batch are called round-robin ``repeats`` times (more for runners of a few microseconds, see
+:class:`TimingProtocol`), each call timed alone with
+``time.perf_counter_ns`` and the garbage collector off, so that a burst of load from another
+process spreads over many measurements instead of spoiling a few. A measurement keeps the median,
+the quartiles and the minimum; the profile's ``statistic`` (median by default) names the one the
+predictor uses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import math
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from nas.errors import InputError
+
+STATISTICS = ("median", "q25", "min", "mean")
+
+Runner = Callable[[], object]
+
+
+class UnknownBackendError(InputError):
+    """No backend of that name; the message lists the registered ones."""
+
+
+class ProtocolError(InputError):
+    """Timing protocol settings out of range."""
+
+
+# --------------------------------------------------------------------- timing
+
+
+@dataclass(frozen=True)
+class TimingProtocol:
+    """How a runner is timed: warm-up calls, timed calls, and the statistic that summarises them.
+
+    ``repeats`` is a minimum: a runner faster than ``min_time_ms / repeats`` is called until its
+    timed calls add up to ``min_time_ms`` (at most ``max_factor * repeats`` calls), so that
+    microsecond kernels get enough samples to rise above timer and scheduling noise.
+    """
+
+    warmup: int = 10
+    repeats: int = 30
+    statistic: str = "median"
+    min_time_ms: float = 10.0
+    max_factor: int = 20
+
+    def __post_init__(self) -> None:
+        if self.warmup < 0:
+            raise ProtocolError(f"warmup = {self.warmup} must be >= 0")
+        if self.repeats < 1:
+            raise ProtocolError(f"repeats = {self.repeats} must be >= 1")
+        if self.statistic not in STATISTICS:
+            raise ProtocolError(
+                f"statistic = {self.statistic!r} is not supported; choices: {', '.join(STATISTICS)}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "warmup": self.warmup,
+            "repeats": self.repeats,
+            "statistic": self.statistic,
+            "min_time_ms": self.min_time_ms,
+        }
+
+    def repeats_for(self, estimate_ms: float) -> int:
+        """Timed calls for a runner taking about ``estimate_ms`` per call."""
+        wanted = math.ceil(self.min_time_ms / max(estimate_ms, 1e-6))
+        return int(min(max(self.repeats, wanted), self.repeats * self.max_factor))
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Summary of the timed calls of one runner, in milliseconds."""
+
+    median: float
+    q25: float
+    q75: float
+    min: float
+    mean: float
+    repeats: int
+
+    @classmethod
+    def from_samples(cls, samples_ns: Sequence[int]) -> Timing:
+        ms = np.asarray(samples_ns, dtype=np.float64) / 1e6
+        q25, median, q75 = np.percentile(ms, [25, 50, 75])
+        return cls(
+            float(median), float(q25), float(q75), float(ms.min()), float(ms.mean()), len(ms)
+        )
+
+    @classmethod
+    def exact(cls, ms: float, repeats: int = 1) -> Timing:
+        """A timing known only by one number (for instance imported from elsewhere)."""
+        return cls(ms, ms, ms, ms, ms, repeats)
+
+    def value(self, statistic: str = "median") -> float:
+        return float(getattr(self, statistic))
+
+    @property
+    def spread(self) -> float:
+        """Interquartile range relative to the median."""
+        return (self.q75 - self.q25) / self.median if self.median > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "median": self.median,
+            "q25": self.q25,
+            "q75": self.q75,
+            "min": self.min,
+            "mean": self.mean,
+            "repeats": self.repeats,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Timing:
+        median = float(data["median"])
+        return cls(
+            median,
+            float(data.get("q25", median)),
+            float(data.get("q75", median)),
+            float(data.get("min", median)),
+            float(data.get("mean", median)),
+            int(data.get("repeats", 1)),
+        )
+
+
+def time_runners(runners: Sequence[Runner], protocol: TimingProtocol, context=None) -> list[Timing]:
+    """Time ``runners`` round-robin under ``protocol`` (see the module docstring)."""
+    samples: list[list[int]] = [[] for _ in runners]
+    clock = time.perf_counter_ns
+    with context if context is not None else contextlib.nullcontext(), _gc_off():
+        counts = []
+        for run in runners:
+            start = clock()
+            for _ in range(max(protocol.warmup, 1)):
+                run()
+            estimate = (clock() - start) / 1e6 / max(protocol.warmup, 1)
+            counts.append(protocol.repeats_for(estimate))
+        for round_ in range(max(counts)):
+            for run, out, count in zip(runners, samples, counts, strict=True):
+                if round_ >= count:
+                    continue
+                start = clock()
+                run()
+                out.append(clock() - start)
+    return [Timing.from_samples(s) for s in samples]
+
+
+@contextlib.contextmanager
+def _gc_off() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+# --------------------------------------------------------------------- backends
+
+
+class Backend(Protocol):
+    name: str
+    threads: int
+    batch: int
+
+    def prepare(self, module, inputs) -> Runner: ...
+
+    def prepare_cached(self, key: str, build) -> Runner: ...
+
+    def timing_context(self) -> contextlib.AbstractContextManager: ...
+
+    def environment(self) -> dict[str, Any]: ...
+
+
+def _check_settings(threads: int, batch: int) -> None:
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise InputError(f"threads = {threads!r} must be a positive integer")
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise InputError(f"batch = {batch!r} must be a positive integer")
+
+
+def pin_cpus(cpus: Sequence[int] | None) -> list[int]:
+    """Restrict this process to ``cpus`` (when given); returns the CPUs it may run on."""
+    if not hasattr(os, "sched_setaffinity"):
+        return []
+    if cpus:
+        available = os.sched_getaffinity(0)
+        bad = [c for c in cpus if c not in available]
+        if bad:
+            raise InputError(
+                f"cpus {bad} are not available; this process may use {sorted(available)}"
+            )
+        os.sched_setaffinity(0, set(cpus))
+    return sorted(os.sched_getaffinity(0))
+
+
+def machine_environment() -> dict[str, Any]:
+    """CPU model, core count, OS and the versions of the numeric libraries."""
+    import sklearn
+
+    env: dict[str, Any] = {
+        "cpu": _cpu_model(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "affinity": pin_cpus(None),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scikit-learn": sklearn.__version__,
+    }
+    governor = "/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"
+    with contextlib.suppress(OSError):
+        env["cpu_governor"] = Path(governor).read_text().strip()
+    return env
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+class TorchBackend:
+    """Eager PyTorch on the CPU, in ``torch.inference_mode``."""
+
+    name = "torch"
+
+    def __init__(self, threads: int = 1, batch: int = 1):
+        _check_settings(threads, batch)
+        self.threads, self.batch = threads, batch
+
+    def prepare(self, module, inputs) -> Runner:
+        module = module.eval()
+        inputs = tuple(inputs)
+
+        def run() -> object:
+            return module(*inputs)
+
+        return run
+
+    def prepare_cached(self, key: str, build) -> Runner:
+        return self.prepare(*build())
+
+    @contextlib.contextmanager
+    def timing_context(self):
+        import torch
+
+        previous = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            with torch.inference_mode():
+                yield
+        finally:
+            torch.set_num_threads(previous)
+
+    def environment(self) -> dict[str, Any]:
+        import torch
+
+        return {
+            **machine_environment(),
+            "backend": self.name,
+            "torch": torch.__version__,
+            "threads": self.threads,
+            "batch": self.batch,
+        }
+
+
+class OnnxRuntimeBackend:
+    """ONNX Runtime's CPU execution provider: all graph optimisations, sequential execution."""
+
+    name = "onnxruntime"
+
+    #: Exported models kept in memory for reuse across passes; beyond it they go to a temporary
+    #: folder (removed when the backend is garbage collected).
+    cache_bytes = 1 << 29
+
+    def __init__(self, threads: int = 1, batch: int = 1):
+        _check_settings(threads, batch)
+        self.threads, self.batch = threads, batch
+        self._cache: dict[str, tuple[bytes | Path, dict]] = {}
+        self._cached = 0
+        self._spill: tempfile.TemporaryDirectory | None = None
+
+    def session(self, model: bytes | str | os.PathLike):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        source = model if isinstance(model, bytes) else str(model)
+        return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+    def prepare_onnx(self, model: bytes | str | os.PathLike, feeds: Mapping[str, Any]) -> Runner:
+        """A runner for an ONNX model and its inputs (name -> numpy array)."""
+        session = self.session(model)
+        feeds = dict(feeds)
+
+        def run() -> object:
+            return session.run(None, feeds)
+
+        return run
+
+    def prepare(self, module, inputs) -> Runner:
+        return self.prepare_onnx(*self._export(module, inputs))
+
+    def prepare_cached(self, key: str, build) -> Runner:
+        hit = self._cache.get(key)
+        if hit is None:
+            data, feeds = self._export(*build())
+            if self._cached + len(data) > self.cache_bytes:
+                if self._spill is None:
+                    self._spill = tempfile.TemporaryDirectory(prefix="nas-onnx-")
+                path = Path(self._spill.name) / f"{len(self._cache)}.onnx"
+                path.write_bytes(data)
+                hit = (path, feeds)
+            else:
+                self._cached += len(data)
+                hit = (data, feeds)
+            self._cache[key] = hit
+        return self.prepare_onnx(*hit)
+
+    @staticmethod
+    def _export(module, inputs) -> tuple[bytes, dict]:
+        from predictors.modules import onnx_bytes
+
+        feeds = {f"input{i}": t.detach().numpy() for i, t in enumerate(inputs)}
+        return onnx_bytes(module, tuple(inputs)), feeds
+
+    def timing_context(self):
+        return contextlib.nullcontext()
+
+    def environment(self) -> dict[str, Any]:
+        import onnxruntime as ort
+        import torch
+
+        return {
+            **machine_environment(),
+            "backend": self.name,
+            "onnxruntime": ort.__version__,
+            "torch": torch.__version__,
+            "threads": self.threads,
+            "batch": self.batch,
+        }
+
+
+_BACKENDS: dict[str, Callable[..., Backend]] = {
+    "torch": TorchBackend,
+    "onnxruntime": OnnxRuntimeBackend,
+}
+
+
+def register_backend(name: str, factory: Callable[..., Backend]) -> None:
+    """Make ``factory(threads=, batch=)`` available as ``--backend name``."""
+    _BACKENDS[name] = factory
+
+
+def backend_names() -> list[str]:
+    return list(_BACKENDS)
+
+
+def get_backend(name: str, threads: int = 1, batch: int = 1) -> Backend:
+    """The backend registered as ``name``, configured with ``threads`` and ``batch``."""
+    if name not in _BACKENDS:
+        raise UnknownBackendError(
+            f"unknown backend {name!r}; choices: {', '.join(_BACKENDS)} "
+            "(phones: use `nas device export-suite` and `nas device import`)"
+        )
+    return _BACKENDS[name](threads=threads, batch=batch)

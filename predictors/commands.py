@@ -1,0 +1,334 @@
+"""The ``nas device`` command group: measure, import and validate device latency profiles.
+
+Registered into the ``nas`` parser by :func:`register`; every heavy import happens inside the
+command functions, so ``nas spaces`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from nas.errors import InputError
+
+#: Statistic of each pass when --statistic is not given.
+DEFAULT_STATISTIC = {"onnxruntime": "median", "torch": "q25"}
+
+
+class DeviceCommandError(InputError):
+    """Bad options of a ``nas device`` command."""
+
+
+def register(subparsers) -> None:
+    """Add ``nas device`` and its subcommands to the ``nas`` command's subparsers."""
+    device = subparsers.add_parser(
+        "device", help="device latency profiles: measure, import, validate, predict"
+    )
+    sub = device.add_subparsers(dest="device_command", required=True, metavar="SUBCOMMAND")
+    space_help = "built-in space name or path to a space YAML file"
+
+    p = sub.add_parser("measure", help="measure a profile on this machine (resumable)")
+    p.add_argument("--backend", required=True, help="onnxruntime or torch")
+    p.add_argument("--space", required=True, help=space_help)
+    p.add_argument("--out", required=True, help="profile JSON; rerun the same command to resume")
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
+    p.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    p.add_argument(
+        "--resolutions", type=int, nargs="+", help="only these input resolutions (default all)"
+    )
+    p.add_argument("--warmup", type=int, default=10, help="warm-up runs (default 10)")
+    p.add_argument("--repeats", type=int, default=30, help="timed runs per pass (default 30)")
+    p.add_argument("--passes", type=int, default=2, help="measurement passes (default 2)")
+    p.add_argument(
+        "--statistic",
+        help="median, q25, min or mean of each pass (default: median for onnxruntime, q25 for "
+        "torch, whose eager runs of milliseconds are often preempted on a shared machine)",
+    )
+    p.add_argument(
+        "--max-exact",
+        type=int,
+        default=4000,
+        help="measure every kernel configuration up to this many, else sample (default 4000)",
+    )
+    p.add_argument(
+        "--models", type=int, default=16, help="whole models for the overhead fit (default 16)"
+    )
+    p.add_argument("--device", help="name of the device (default: CPU model, backend, threads)")
+    p.add_argument("--cpus", type=int, nargs="+", help="pin the process to these CPUs")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.set_defaults(func=cmd_measure)
+
+    p = sub.add_parser(
+        "export-suite", help="write every kernel to measure as ONNX files, for a phone"
+    )
+    p.add_argument("--space", required=True, help=space_help)
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--resolutions", type=int, nargs="+", help="only these input resolutions")
+    p.add_argument("--rules-from", help="cut kernels by this profile's fusion rules")
+    p.add_argument("--models", type=int, default=12, help="whole models to include (default 12)")
+    p.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.set_defaults(func=cmd_export_suite)
+
+    p = sub.add_parser("time-suite", help="time a suite with ONNX Runtime here (a phone stand-in)")
+    p.add_argument("suite", help="folder written by export-suite")
+    p.add_argument("--out", required=True, help="timings CSV to write")
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
+    p.add_argument("--repeats", type=int, default=30, help="timed runs (default 30)")
+    p.set_defaults(func=cmd_time_suite)
+
+    p = sub.add_parser("import", help="build a profile from a suite and the device's timings CSV")
+    p.add_argument("suite", help="folder written by export-suite")
+    p.add_argument("timings", help="CSV with columns name, ms")
+    p.add_argument("--out", required=True, help="profile JSON to write")
+    p.add_argument("--device", help="name of the device")
+    p.add_argument("--backend", default="phone", help="runtime that timed it (default phone)")
+    p.add_argument("--threads", type=int, default=1, help="threads it was timed with (default 1)")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("import-table", help="a profile from a published latency table")
+    p.add_argument("table", choices=["pixel4", "note10"], help="which table")
+    p.add_argument("path", help="pixel4: pixel4_lut.json; note10: folder of *_lookup_table.yaml")
+    p.add_argument("--out", required=True, help="profile JSON to write")
+    p.set_defaults(func=cmd_import_table)
+
+    p = sub.add_parser("validate", help="predicted vs measured latency of random subnets")
+    p.add_argument("--profile", required=True, help="profile JSON")
+    p.add_argument("--n", type=int, default=100, help="number of subnets (default 100)")
+    p.add_argument("--out", help="report folder (default runs/validate-<profile name>)")
+    p.add_argument("--resolutions", type=int, nargs="+", help="subnet resolutions")
+    p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    p.add_argument(
+        "--repeatability",
+        action="store_true",
+        help="measure every subnet twice and report how often the two agree",
+    )
+    p.add_argument(
+        "--recalibrate",
+        action="store_true",
+        help="time the profile's calibration subnets again alongside and refit the overhead term "
+        "on them (drift correction for machines whose speed changes between sessions)",
+    )
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("predict", help="predicted latency of archs")
+    p.add_argument("--profile", required=True, help="profile JSON")
+    p.add_argument(
+        "--arch", required=True, nargs="+", help="arch JSON files, or JSON lines (`nas sample`)"
+    )
+    p.add_argument("--space", help="space YAML for a profile of a user-declared space")
+    p.add_argument("--breakdown", action="store_true", help="print per-kernel times")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("info", help="summary of a profile")
+    p.add_argument("--profile", required=True, help="profile JSON")
+    p.set_defaults(func=cmd_info)
+
+
+# --------------------------------------------------------------------- helpers
+
+
+def _space(name: str):
+    import search_spaces
+
+    return search_spaces.get(name)
+
+
+def _writable(path: str) -> Path:
+    out = Path(path)
+    parent = out.parent if str(out.parent) else Path(".")
+    if out.is_dir():
+        raise DeviceCommandError(f"--out {path} is a directory; give a file path")
+    if not parent.is_dir():
+        raise DeviceCommandError(f"--out {path}: folder {parent} does not exist")
+    return out
+
+
+def _predictor(profile_path: str, space_path: str | None = None):
+    from predictors.latency import LatencyPredictor
+
+    space = _space(space_path) if space_path else None
+    return LatencyPredictor.load(profile_path, space)
+
+
+def _read_archs(paths: list[str]):
+    from nas.arch import Arch, ArchError
+
+    archs = []
+    for path in paths:
+        try:
+            text = Path(path).read_text()
+        except OSError as err:
+            raise ArchError(f"cannot read arch file {path}: {err.strerror}") from None
+        stripped = text.strip()
+        if stripped.startswith("{") and "\n{" in stripped:
+            for line in stripped.splitlines():
+                if line.strip():
+                    data = json.loads(line)
+                    archs.append(Arch.from_dict(data.get("arch", data)))
+        else:
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise ArchError(f"{path}: malformed arch JSON: {err}") from None
+            archs.append(Arch.from_dict(data.get("arch", data) if isinstance(data, dict) else data))
+    return archs
+
+
+# --------------------------------------------------------------------- commands
+
+
+def cmd_measure(args: argparse.Namespace) -> None:
+    from predictors.backends import TimingProtocol, get_backend, pin_cpus
+    from predictors.measure import MeasurementJob, MeasureSettings
+
+    out = _writable(args.out)
+    get_backend(args.backend, args.threads, args.batch)  # unknown backend / bad settings first
+    statistic = args.statistic or DEFAULT_STATISTIC.get(args.backend, "median")
+    TimingProtocol(args.warmup, args.repeats, statistic)
+    if args.passes < 1:
+        raise DeviceCommandError(f"--passes {args.passes} must be at least 1")
+    pin_cpus(args.cpus)
+    space = _space(args.space)
+    settings = MeasureSettings(
+        backend=args.backend,
+        threads=args.threads,
+        batch=args.batch,
+        warmup=args.warmup,
+        repeats=args.repeats,
+        passes=args.passes,
+        statistic=statistic,
+        resolutions=tuple(args.resolutions) if args.resolutions else None,
+        max_exact=args.max_exact,
+        models=args.models,
+        seed=args.seed,
+        device=args.device,
+    )
+    job = MeasurementJob(space, out, settings, log=lambda m: print(m, file=sys.stderr))
+    profile = job.run()
+    from predictors.latency import LatencyPredictor
+
+    predictor = LatencyPredictor.from_profile(profile, space)
+    o = predictor.overhead
+    print(
+        f"wrote {out}: {len(profile.kernels)} kernels, {len(profile.models)} whole models; "
+        f"overhead fit scale {o.scale:.3f}, {o.per_kernel * 1000:.2f} us/kernel, "
+        f"{o.constant * 1000:.1f} us; fit MAPE {o.fit_mape:.2f}%"
+    )
+
+
+def cmd_export_suite(args: argparse.Namespace) -> None:
+    from predictors.kernels import FusionRules
+    from predictors.profile import DeviceProfile
+    from predictors.suite import export_suite
+
+    space = _space(args.space)
+    rules = None
+    if args.rules_from:
+        rules = FusionRules.from_list(DeviceProfile.load(args.rules_from).fusion_rules)
+    if args.resolutions:
+        bad = [r for r in args.resolutions if r not in space.resolutions]
+        if bad:
+            raise DeviceCommandError(
+                f"--resolutions {bad} are not in space {space.name!r}; "
+                f"choices: {list(space.resolutions)}"
+            )
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise DeviceCommandError(f"--out {out} exists and is not a folder")
+    manifest = export_suite(space, out, rules, args.resolutions, args.models, args.batch, args.seed)
+    counts: dict[str, int] = {}
+    for e in manifest["entries"]:
+        counts[e["role"]] = counts.get(e["role"], 0) + 1
+    print(
+        f"wrote {len(manifest['entries'])} ONNX files to {out} "
+        f"({', '.join(f'{n} {r}' for r, n in counts.items())}); see {out / 'README.md'}"
+    )
+
+
+def cmd_time_suite(args: argparse.Namespace) -> None:
+    from predictors.suite import read_manifest, time_suite
+
+    read_manifest(args.suite)
+    out = _writable(args.out)
+    time_suite(args.suite, out, threads=args.threads, repeats=args.repeats)
+    print(f"wrote {out}")
+
+
+def cmd_import(args: argparse.Namespace) -> None:
+    from predictors.latency import LatencyPredictor
+    from predictors.suite import import_suite
+
+    out = _writable(args.out)
+    profile = import_suite(args.suite, args.timings, args.device, args.backend, args.threads)
+    predictor = LatencyPredictor.from_profile(profile)
+    predictor.compile()
+    profile.save(out)
+    for note in profile.notes[1:]:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"wrote {out}: {len(profile.kernels)} kernels, {len(profile.models)} whole models")
+
+
+def cmd_import_table(args: argparse.Namespace) -> None:
+    from predictors.tables import import_table
+
+    out = _writable(args.out)
+    profile = import_table(args.table, args.path)
+    profile.save(out)
+    print(f"wrote {out}: {len(profile.kernels)} table entries for space {profile.space_name!r}")
+
+
+def cmd_validate(args: argparse.Namespace) -> None:
+    from predictors.validate import format_report, validate
+
+    predictor = _predictor(args.profile)
+    out = Path(args.out or f"runs/validate-{Path(args.profile).stem}")
+    report = validate(
+        predictor,
+        args.n,
+        out,
+        seed=args.seed,
+        resolutions=args.resolutions,
+        repeatability=args.repeatability,
+        recalibrate=args.recalibrate,
+    )
+    print(format_report(report))
+    print(f"report, per-subnet CSV and scatter plot in {out}")
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    predictor = _predictor(args.profile, args.space)
+    archs = _read_archs(args.arch)
+    for arch in archs:
+        predictor.space.validate(arch)
+    values = predictor.predict(archs)
+    regressed = predictor.regressed(archs)
+    for arch, ms, flag in zip(archs, values, regressed, strict=True):
+        note = " (includes regressed kernels)" if flag else ""
+        print(f"{ms:.4f} ms  {arch.space} resolution {arch.resolution}{note}")
+        if args.breakdown:
+            for row in predictor.breakdown(arch):
+                mark = " *" if row["regressed"] else ""
+                print(f"    {row['ms']:9.4f} ms  {row['layer']:22s} {row['kind']}{mark}")
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    predictor = _predictor(args.profile)
+    profile = predictor.profile
+    info = predictor.describe()
+    print(f"device:   {info['device']}")
+    print(f"backend:  {info['backend']} ({profile.source}, scheme {info['scheme']})")
+    print(f"space:    {info['space']}   settings: {json.dumps(profile.settings)}")
+    print(f"kernels:  {info['kernels_measured']}   whole models: {info['models_measured']}")
+    fused = [f"{r['first']}+{r['second']}" for r in profile.fusion_rules if r.get("fused")]
+    print(f"fused:    {', '.join(fused) or 'none'}")
+    o = info["overhead"]
+    print(
+        f"overhead: scale {o['scale']:.3f}, {o['per_kernel_ms'] * 1000:.2f} us/kernel, "
+        f"constant {o['constant_ms'] * 1000:.1f} us"
+        + (f", fit MAPE {o['fit_mape']:.2f}%" if o["fit_mape"] is not None else "")
+    )
+    for note in profile.notes:
+        print(f"note:     {note}")

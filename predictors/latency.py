@@ -1,0 +1,544 @@
+"""The latency predictor: per-kernel measurements of a device profile -> milliseconds per arch.
+
+``LatencyPredictor(space).fit(profile)`` (or :meth:`LatencyPredictor.load`) builds, from the raw
+measurements of a :class:`~predictors.profile.DeviceProfile`:
+
+* a kernel model: the measured time of every kernel configuration in the profile (an exact lookup
+  table), and for configurations it lacks, one scikit-learn regressor per kernel kind, fitted on
+  first need on that kind's measurements;
+* a per-model overhead term ``scale * sum(kernel - baseline) + per_kernel * kernels + constant``,
+  fitted by least squares (relative error) on the profile's whole-model measurements; the baseline
+  is the cost of one invocation with no work in it, which every standalone kernel timing includes
+  once and a whole model only once in total.
+
+``predict(archs)`` is vectorised: the predictor is *compiled* for its space once -- the latency of
+every configuration of every layer position (:mod:`predictors.positions`) goes into a small numpy
+table -- and an arch's latency is the sum of table lookups over its active positions plus the
+constant. :meth:`LatencyPredictor.predict_arch` is the reference path (operator graph -> kernels ->
+sum) the tables are checked against.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nas.arch import Arch
+from nas.errors import InputError
+from nas.layers import Layer, layers_of
+from nas.space import SearchSpace
+from predictors.kernels import FusionRules, KernelSpec, split_kernels
+from predictors.positions import ArchIndexer, Position, position_layers, positions
+from predictors.profile import DeviceProfile, KernelRecord, ProfileError
+
+MIN_REGRESSION_SAMPLES = 3
+
+
+class ResolutionError(InputError):
+    """An arch's resolution is outside the resolutions a profile was measured at."""
+
+
+# --------------------------------------------------------------------- schemes
+
+
+class OperatorScheme:
+    """Layers -> kernels by the profile's fusion rules (profiles measured here or from a suite)."""
+
+    name = "operators"
+
+    def __init__(self, rules: FusionRules):
+        self.rules = rules
+        self._cache: dict[Layer, tuple[KernelSpec, ...]] = {}
+
+    def record_id(self, record: KernelRecord) -> Any:
+        return KernelSpec.make(record.kind, record.features)
+
+    def layer_units(self, layer: Layer, resolution: int) -> tuple[KernelSpec, ...]:
+        from nas.graph import layer_operator_graph
+
+        key = replace(layer, slot="")
+        units = self._cache.get(key)
+        if units is None:
+            graph = layer_operator_graph(layer)
+            units = self._cache[key] = tuple(k.spec for k in split_kernels(graph, self.rules))
+        return units
+
+    def arch_units(self, space: SearchSpace, arch: Arch) -> list[KernelSpec]:
+        from nas.graph import operator_graph
+
+        return [k.spec for k in split_kernels(operator_graph(space, arch), self.rules)]
+
+    def describe(self, unit: KernelSpec) -> tuple[str, dict[str, Any]]:
+        return unit.kind, unit.feature_dict()
+
+    def regressor(self, kind: str, rows, ms):
+        return None  # the default per-kind trees
+
+
+class TableScheme:
+    """Layers -> block keys of a published latency table (Pixel 4 or Note10)."""
+
+    def __init__(self, name: str):
+        from predictors import tables
+
+        self.name = name
+        self._keys = tables.layer_keys_function(name)
+        self._features = tables.key_features
+        self._cache: dict[tuple[Layer, int, bool], tuple[str, ...]] = {}
+
+    def record_id(self, record: KernelRecord) -> Any:
+        return record.key
+
+    def layer_units(self, layer: Layer, resolution: int) -> tuple[str, ...]:
+        downsample = layer.slot.endswith(".downsample")
+        key = (replace(layer, slot="downsample" if downsample else ""), resolution, downsample)
+        units = self._cache.get(key)
+        if units is None:
+            units = self._cache[key] = tuple(self._keys(layer, resolution))
+        return units
+
+    def arch_units(self, space: SearchSpace, arch: Arch) -> list[str]:
+        return [
+            unit
+            for layer in layers_of(space, arch)
+            for unit in self.layer_units(layer, arch.resolution)
+        ]
+
+    def describe(self, unit: str) -> tuple[str, dict[str, Any]]:
+        return self._features(unit)
+
+    def regressor(self, kind: str, rows, ms):
+        from predictors.tables import block_regressor
+
+        return block_regressor(self.name, kind, rows, ms)
+
+
+def make_scheme(profile: DeviceProfile):
+    if profile.scheme == "operators":
+        return OperatorScheme(FusionRules.from_list(profile.fusion_rules))
+    return TableScheme(profile.scheme)
+
+
+# --------------------------------------------------------------------- kernel model
+
+
+def numeric_features(features: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """Flat numbers of a feature dict: strings become stable codes, shapes their size and last
+    dimension, the units of a joined kernel get prefixes ``u0_``, ``u1_``, ..."""
+    out: dict[str, float] = {}
+    for name, value in features.items():
+        if name == "units":
+            for i, unit in enumerate(value):
+                out.update(numeric_features(unit, f"{prefix}u{i}_"))
+        elif isinstance(value, bool | int | float):
+            out[prefix + name] = float(value)
+        elif isinstance(value, str):
+            out[prefix + name] = float(zlib.crc32(value.encode()) % 1009)
+        elif isinstance(value, list | tuple) and value:
+            out[prefix + name + "_numel"] = float(math.prod(value))
+            out[prefix + name + "_last"] = float(value[-1])
+    return out
+
+
+class KindRegressor:
+    """One scikit-learn regressor for a kernel kind: features -> log(ms)."""
+
+    def __init__(self, rows: list[dict[str, float]], ms: np.ndarray):
+        from sklearn.ensemble import ExtraTreesRegressor
+
+        self.names = sorted({name for row in rows for name in row})
+        x = self._matrix(rows)
+        self.model = ExtraTreesRegressor(n_estimators=64, random_state=0, n_jobs=1)
+        self.model.fit(x, np.log(np.maximum(ms, 1e-6)))
+
+    def _matrix(self, rows: list[dict[str, float]]) -> np.ndarray:
+        return np.array([[row.get(n, 0.0) for n in self.names] for row in rows], dtype=np.float64)
+
+    def predict(self, rows: list[dict[str, float]]) -> np.ndarray:
+        return np.exp(self.model.predict(self._matrix(rows)))
+
+
+class ScaledRegressor:
+    """For a kind with one or two measurements: their time per unit of work, times the work."""
+
+    def __init__(self, samples: list[tuple[dict[str, float], float]]):
+        self.rate = float(np.mean([ms / _work(row) for row, ms in samples]))
+
+    def predict(self, rows: list[dict[str, float]]) -> np.ndarray:
+        return np.array([self.rate * _work(row) for row in rows])
+
+
+def _work(row: dict[str, float]) -> float:
+    return row.get("macs", 0.0) + row.get("params", 0.0) + 1000.0
+
+
+class KernelModel:
+    """Measured kernel times, exact where measured, regressed per kind elsewhere."""
+
+    def __init__(self, profile: DeviceProfile, scheme):
+        self.scheme = scheme
+        self.statistic = profile.statistic
+        self.exact: dict[Any, float] = {}
+        self.by_kind: dict[str, list[tuple[dict[str, float], float]]] = {}
+        for record in profile.kernels.values():
+            if not record.measurement.passes:
+                continue
+            ms = record.measurement.ms(self.statistic)
+            self.exact[scheme.record_id(record)] = ms
+            self.by_kind.setdefault(record.kind, []).append((numeric_features(record.features), ms))
+        self._regressors: dict[str, KindRegressor] = {}
+        self.regressed = 0
+
+    def ms(self, unit: Any) -> tuple[float, bool]:
+        """(time of ``unit``, whether it was regressed rather than measured)."""
+        found = self.exact.get(unit)
+        if found is not None:
+            return found, False
+        kind, features = self.scheme.describe(unit)
+        self.regressed += 1
+        return float(self.regressor(kind).predict([numeric_features(features)])[0]), True
+
+    def ms_many(self, units: Sequence[Any]) -> dict[Any, tuple[float, bool]]:
+        """Like :meth:`ms` for many units, regressing the unmeasured ones kind by kind."""
+        out: dict[Any, tuple[float, bool]] = {}
+        missing: dict[str, list[tuple[Any, dict[str, float]]]] = {}
+        for unit in units:
+            found = self.exact.get(unit)
+            if found is not None:
+                out[unit] = (found, False)
+            elif unit not in out:
+                kind, features = self.scheme.describe(unit)
+                missing.setdefault(kind, []).append((unit, numeric_features(features)))
+        for kind, items in missing.items():
+            values = self.regressor(kind).predict([row for _, row in items])
+            for (unit, _), value in zip(items, values, strict=True):
+                out[unit] = (float(value), True)
+            self.regressed += len(items)
+        return out
+
+    def regressor(self, kind: str) -> KindRegressor:
+        model = self._regressors.get(kind)
+        if model is None:
+            samples = self.by_kind.get(kind, [])
+            if 0 < len(samples) < MIN_REGRESSION_SAMPLES:
+                model = self._regressors[kind] = ScaledRegressor(samples)
+                return model
+            if len(samples) < MIN_REGRESSION_SAMPLES:
+                raise ProfileError(
+                    f"the profile has {len(samples)} measurement(s) of kernel kind {kind!r}, too "
+                    f"few to predict its unmeasured configurations (measured kinds: "
+                    f"{', '.join(sorted(self.by_kind))}); measure the profile for this space"
+                )
+            rows = [row for row, _ in samples]
+            ms = np.array([ms for _, ms in samples])
+            model = self.scheme.regressor(kind, rows, ms) or KindRegressor(rows, ms)
+            self._regressors[kind] = model
+        return model
+
+
+# --------------------------------------------------------------------- overhead
+
+
+@dataclass(frozen=True)
+class Overhead:
+    """Whole model = scale * sum(kernel - baseline) + per_kernel * kernels + constant (ms)."""
+
+    scale: float = 1.0
+    per_kernel: float = 0.0
+    constant: float = 0.0
+    baseline: float = 0.0
+    models: int = 0
+    fit_mape: float | None = None
+
+    def apply(self, raw: np.ndarray | float, count: np.ndarray | float):
+        return self.scale * raw + self.per_kernel * count + self.constant
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scale": self.scale,
+            "per_kernel_ms": self.per_kernel,
+            "constant_ms": self.constant,
+            "baseline_ms": self.baseline,
+            "models": self.models,
+            "fit_mape": self.fit_mape,
+        }
+
+
+def fit_overhead(raw: np.ndarray, count: np.ndarray, measured: np.ndarray, baseline: float):
+    """Least squares in relative error; falls back to fewer terms when the data cannot carry three."""
+    n = len(measured)
+    if n == 0:
+        return Overhead(constant=baseline, baseline=baseline)
+    w = 1.0 / measured
+    fit = None
+    if n >= 4:
+        x = np.stack([raw, count, np.ones(n)], 1)
+        coef = np.linalg.lstsq(x * w[:, None], measured * w, rcond=None)[0]
+        if 0.2 < coef[0] < 5.0:
+            fit = Overhead(float(coef[0]), float(coef[1]), float(coef[2]), baseline, n)
+    if fit is None and n >= 2:
+        x = np.stack([count, np.ones(n)], 1)
+        coef = np.linalg.lstsq(x * w[:, None], (measured - raw) * w, rcond=None)[0]
+        fit = Overhead(1.0, float(coef[0]), float(coef[1]), baseline, n)
+    if fit is None:
+        fit = Overhead(1.0, 0.0, float(np.median(measured - raw)), baseline, n)
+    mape = float(np.mean(np.abs(fit.apply(raw, count) - measured) / measured) * 100)
+    return replace(fit, fit_mape=mape)
+
+
+# --------------------------------------------------------------------- predictor
+
+
+@dataclass
+class _Compiled:
+    position: Position
+    deps: np.ndarray
+    strides: np.ndarray
+    table: np.ndarray
+    regressed: np.ndarray
+    depth_values: np.ndarray | None
+
+
+class LatencyPredictor:
+    """Predicts the latency (ms) of archs of one space on the device of a profile."""
+
+    def __init__(self, space: SearchSpace | None = None, *, allow_other_space: bool = False):
+        self.space = space
+        self.allow_other_space = allow_other_space
+        self.profile: DeviceProfile | None = None
+
+    # ----------------------------------------------------------------- fitting
+
+    def fit(self, measurements: DeviceProfile) -> LatencyPredictor:
+        """Build the kernel model and the overhead term from a profile's raw measurements."""
+        profile = measurements
+        if self.space is None:
+            self.space = profile.resolve_space()
+        elif not self.allow_other_space:
+            profile.check_space(self.space)
+        self.profile = profile
+        self.scheme = make_scheme(profile)
+        self.kernels = KernelModel(profile, self.scheme)
+        statistic = profile.statistic
+        self.baseline = profile.baseline.ms(statistic) if profile.baseline else 0.0
+        self.overhead = self._fit_overhead(profile)
+        self._compiled: list[_Compiled] | None = None
+        self._indexer = ArchIndexer(self.space)
+        measured = profile.settings.get("resolutions") if profile.scheme == "operators" else None
+        self.resolutions = tuple(measured or self.space.resolutions)
+        self._resolution_ok = np.array([r in self.resolutions for r in self.space.resolutions])
+        return self
+
+    def _fit_overhead(self, profile: DeviceProfile) -> Overhead:
+        if profile.scheme != "operators":
+            return Overhead()
+        models = [
+            (Arch.from_dict(record.arch), record.measurement.ms(profile.statistic))
+            for record in profile.models
+            if record.measurement.passes
+        ]
+        return self._overhead_from(models)
+
+    def _overhead_from(self, models: Sequence[tuple[Arch, float]]) -> Overhead:
+        raw, count = [], []
+        for arch, _ in models:
+            r, c, _ = self._raw(arch)
+            raw.append(r)
+            count.append(c)
+        return fit_overhead(
+            np.array(raw, dtype=np.float64),
+            np.array(count, dtype=np.float64),
+            np.array([ms for _, ms in models], dtype=np.float64),
+            self.baseline,
+        )
+
+    def recalibrated(self, models: Sequence[tuple[Arch, float]]) -> LatencyPredictor:
+        """A copy whose overhead term is refitted on (arch, measured ms) pairs.
+
+        For whole-model times measured in another session than the kernels: on a machine whose
+        speed drifts (shared, thermally throttled), timing the profile's calibration subnets again
+        next to the subnets of interest puts the overhead term on the same footing.
+        """
+        self._require()
+        other = copy.copy(self)
+        other.overhead = self._overhead_from(models)
+        other._compiled = None
+        return other
+
+    @classmethod
+    def from_profile(
+        cls, profile: DeviceProfile, space: SearchSpace | None = None, **kwargs
+    ) -> LatencyPredictor:
+        return cls(space, **kwargs).fit(profile)
+
+    @classmethod
+    def load(cls, path: str | Path, space: SearchSpace | None = None, **kwargs) -> LatencyPredictor:
+        """Read a profile file and fit the predictor (no pickle: refitted from raw measurements)."""
+        return cls.from_profile(DeviceProfile.load(path), space, **kwargs)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the profile the predictor was fitted on (raw measurements, rules, metadata)."""
+        return self._require().save(path)
+
+    def _require(self) -> DeviceProfile:
+        if self.profile is None:
+            raise RuntimeError("the predictor is not fitted; call fit(profile) or load(path)")
+        return self.profile
+
+    # ----------------------------------------------------------------- reference path
+
+    def _unit_cost(self, unit: Any) -> tuple[float, bool]:
+        ms, regressed = self.kernels.ms(unit)
+        return ms - self.baseline, regressed
+
+    def _raw(self, arch: Arch) -> tuple[float, int, bool]:
+        units = self.scheme.arch_units(self.space, arch)
+        costs = [self._unit_cost(u) for u in units]
+        return sum(c for c, _ in costs), len(units), any(r for _, r in costs)
+
+    def predict_arch(self, arch: Arch) -> float:
+        """One arch through its operator graph (or table keys): the reference for :meth:`predict`."""
+        self._require()
+        self.space.validate(arch)
+        self._check_resolutions(self._indexer.indices([arch]), [arch])
+        raw, count, _ = self._raw(arch)
+        return float(self.overhead.apply(raw, count))
+
+    def breakdown(self, arch: Arch) -> list[dict[str, Any]]:
+        """Per kernel (or table block) of ``arch``: layer, kind, ms and whether it was regressed."""
+        self._require()
+        rows = []
+        for layer in layers_of(self.space, arch):
+            for unit in self.scheme.layer_units(layer, arch.resolution):
+                ms, regressed = self.kernels.ms(unit)
+                kind, _ = self.scheme.describe(unit)
+                rows.append(
+                    {
+                        "layer": layer.slot,
+                        "kind": kind,
+                        "key": unit.key if isinstance(unit, KernelSpec) else unit,
+                        "ms": ms,
+                        "regressed": regressed,
+                    }
+                )
+        return rows
+
+    # ----------------------------------------------------------------- vectorised path
+
+    def compile(self) -> float:
+        """Tabulate every layer position's latency over its decisions; returns the seconds taken."""
+        self._require()
+        start = time.perf_counter()
+        space = self.space
+        plan = []
+        distinct: dict[Any, None] = {}
+        for position in positions(space):
+            shape = position.shape(space)
+            resolutions = space.dimensions[position.deps[0]].values
+            per_res = math.prod(shape[1:])
+            entries = []
+            for flat, layer in position_layers(space, position):
+                resolution = resolutions[flat // per_res]
+                if resolution not in self.resolutions:
+                    entries.append(None)
+                    continue
+                units = self.scheme.layer_units(layer, resolution)
+                entries.append(units)
+                distinct.update(dict.fromkeys(units))
+            plan.append((position, shape, entries))
+        costs = self.kernels.ms_many(list(distinct))
+        compiled = []
+        scale, per_kernel = self.overhead.scale, self.overhead.per_kernel
+        for position, shape, entries in plan:
+            table = np.empty(len(entries), dtype=np.float64)
+            regressed = np.zeros(len(entries), dtype=bool)
+            for flat, units in enumerate(entries):
+                if units is None:
+                    table[flat] = np.nan
+                    continue
+                raw = sum(costs[u][0] for u in units) - self.baseline * len(units)
+                table[flat] = scale * raw + per_kernel * len(units)
+                regressed[flat] = any(costs[u][1] for u in units)
+            strides = np.array(
+                [math.prod(shape[k + 1 :]) for k in range(len(shape))], dtype=np.int64
+            )
+            depth_values = None
+            if position.depth_dim is not None:
+                depth_values = np.array(space.dimensions[position.depth_dim].values)
+            compiled.append(
+                _Compiled(
+                    position,
+                    np.array(position.deps, dtype=np.int64),
+                    strides,
+                    table,
+                    regressed,
+                    depth_values,
+                )
+            )
+        self._compiled = compiled
+        return time.perf_counter() - start
+
+    def predict(self, archs: Sequence[Arch]) -> np.ndarray:
+        """Latency in ms of each arch (vectorised over archs)."""
+        return self._lookup(archs, self._compiled_tables())[0]
+
+    def regressed(self, archs: Sequence[Arch]) -> np.ndarray:
+        """Whether each arch's prediction uses any kernel the profile did not measure."""
+        return self._lookup(archs, self._compiled_tables())[1]
+
+    def _compiled_tables(self) -> list[_Compiled]:
+        self._require()
+        if self._compiled is None:
+            self.compile()
+        return self._compiled
+
+    def _lookup(self, archs: Sequence[Arch], compiled: list[_Compiled]):
+        archs = list(archs)
+        index = self._indexer.indices(archs)
+        self._check_resolutions(index, archs)
+        total = np.full(len(archs), self.overhead.constant, dtype=np.float64)
+        regressed = np.zeros(len(archs), dtype=bool)
+        for c in compiled:
+            flat = index[:, c.deps] @ c.strides
+            values = c.table[flat]
+            flags = c.regressed[flat]
+            if c.depth_values is not None:
+                active = c.depth_values[index[:, c.position.depth_dim]] > c.position.layer
+                values = values * active
+                flags = flags & active
+            total += values
+            regressed |= flags
+        return total, regressed
+
+    def _check_resolutions(self, index: np.ndarray, archs: Sequence[Arch]) -> None:
+        bad = ~self._resolution_ok[index[:, 0]] if len(archs) else np.zeros(0, dtype=bool)
+        if bad.any():
+            arch = archs[int(np.argmax(bad))]
+            raise ResolutionError(
+                f"the profile was measured at resolution(s) {list(self.resolutions)} only; "
+                f"an arch has resolution {arch.resolution} (measure the profile without "
+                "--resolutions, or with this one)"
+            )
+
+    # ----------------------------------------------------------------- description
+
+    def describe(self) -> dict[str, Any]:
+        profile = self._require()
+        return {
+            "device": profile.device,
+            "backend": profile.backend,
+            "scheme": profile.scheme,
+            "space": self.space.name,
+            "kernels_measured": len(profile.kernels),
+            "models_measured": len(profile.models),
+            "statistic": profile.statistic,
+            "overhead": self.overhead.to_dict(),
+        }

@@ -1,0 +1,457 @@
+"""Kernel suites: measuring a device that cannot run Python (a phone).
+
+``export_suite`` writes every kernel configuration of a space as an ONNX file, plus the pieces of
+every fusion test, a baseline (an invocation with no work) and a few whole models, with a
+``manifest.json`` and a README on timing them on the device. The user times every file there and
+writes one CSV; ``import_suite`` turns the folder and the CSV into a device profile -- the same kind
+of file ``nas device measure`` writes, and the same predictor.
+
+The kernels are cut by *assumed* fusion rules: by default every candidate pair fused, which gives
+the coarsest kernels (any backend's timing of a coarse kernel is a correct timing of that piece;
+finer kernels only need fewer configurations). ``--rules-from PROFILE`` uses a profile's rules
+instead. The fusion tests in the suite let the import record the device's real fusion rules as
+evidence.
+
+CSV format (``TIMINGS.csv``)::
+
+    name,ms
+    baseline,0.012
+    k00001,0.153
+    ...
+
+``name`` is the entry name of the manifest (the ONNX file name without ``.onnx``), ``ms`` the time
+of one inference in milliseconds (median over runs is recommended). Other columns are ignored;
+every entry of the manifest needs a row.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nas.arch import Arch
+from nas.errors import InputError
+from nas.runs import replace_atomic, write_atomic
+from nas.space import SearchSpace
+from predictors.backends import Timing
+from predictors.kernels import FusionRule, FusionRules, fusion_candidates
+from predictors.measure import (
+    calibration_archs,
+    enumerate_kernels,
+    fuses,
+    model_runner_inputs,
+)
+from predictors.profile import DeviceProfile, KernelRecord, Measurement, ModelRecord
+
+SUITE_FORMAT = "nas-kernel-suite"
+SUITE_VERSION = 1
+CSV_COLUMNS = ("name", "ms")
+
+
+class SuiteError(InputError):
+    """A suite folder or a timings CSV is missing, malformed or does not match."""
+
+
+# --------------------------------------------------------------------- export
+
+
+def coarse_rules(space: SearchSpace, resolutions) -> tuple[FusionRules, list]:
+    """Rules fusing every candidate pair of the space, and the candidates met on the way."""
+    from nas.graph import operator_graph
+
+    archs = [space.max_arch(), space.min_arch()]
+    graphs = [
+        operator_graph(space, Arch(a.space, max(resolutions), a.stem, a.stages)) for a in archs
+    ]
+    rules = FusionRules()
+    tests = []
+    while True:
+        candidates = fusion_candidates(graphs, rules)
+        if not candidates:
+            return rules, tests
+        for c in candidates:
+            rules.add(FusionRule(c.first, c.second, True, c.level, {"assumed": True}))
+            tests.append(c)
+
+
+def export_suite(
+    space: SearchSpace,
+    out: str | Path,
+    rules: FusionRules | None = None,
+    resolutions: list[int] | None = None,
+    models: int = 12,
+    batch: int = 1,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Write the suite into folder ``out``; returns the manifest."""
+    from tqdm import tqdm
+
+    from predictors.modules import BASELINE, kernel_module, onnx_bytes
+
+    out = Path(out)
+    resolutions = list(resolutions or space.resolutions)
+    assumed, tests = coarse_rules(space, resolutions)
+    if rules is None:
+        rules = assumed
+    specs = enumerate_kernels(space, rules, resolutions)
+    archs = calibration_archs(space, models, resolutions, seed) if models else []
+    for folder in ("kernels", "fusion", "models"):
+        (out / folder).mkdir(parents=True, exist_ok=True)
+
+    entries: list[dict[str, Any]] = []
+
+    def add(name: str, folder: str, module, inputs, **info) -> None:
+        file = f"{folder}/{name}.onnx" if folder else f"{name}.onnx"
+        data = onnx_bytes(module, inputs)
+        replace_atomic(out / file, lambda tmp: tmp.write_bytes(data))
+        shapes = [{"name": f"input{i}", "shape": list(t.shape)} for i, t in enumerate(inputs)]
+        entries.append({"name": name, "file": file, "inputs": shapes, **info})
+
+    total = 1 + 3 * len(tests) + len(specs) + len(archs)
+    bar = tqdm(total=total, desc="export suite", unit="file", disable=not progress, leave=False)
+    add("baseline", "", *kernel_module(BASELINE, batch), role="baseline")
+    bar.update(1)
+    for i, c in enumerate(tests):
+        for part, spec in (
+            ("first", c.first_spec),
+            ("second", c.second_spec),
+            ("fused", c.fused_spec),
+        ):
+            add(
+                f"f{i:03d}_{part}",
+                "fusion",
+                *kernel_module(spec, batch),
+                role="fusion",
+                level=c.level,
+                first=c.first,
+                second=c.second,
+                part=part,
+                key=spec.key,
+            )
+            bar.update(1)
+    for i, spec in enumerate(specs):
+        add(
+            f"k{i:05d}",
+            "kernels",
+            *kernel_module(spec, batch),
+            role="kernel",
+            key=spec.key,
+            kind=spec.kind,
+            features=spec.feature_dict(),
+        )
+        bar.update(1)
+    for i, arch in enumerate(archs):
+        add(
+            f"m{i:03d}",
+            "models",
+            *model_runner_inputs(space, arch, batch, seed + i),
+            role="model",
+            arch=arch.to_dict(),
+        )
+        bar.update(1)
+    bar.close()
+    manifest = {
+        "format": SUITE_FORMAT,
+        "version": SUITE_VERSION,
+        "space": {"name": space.name, "declaration": space.to_dict()},
+        "batch": batch,
+        "resolutions": resolutions,
+        "rules": rules.to_list(),
+        "entries": entries,
+    }
+    write_atomic(out / "manifest.json", json.dumps(manifest, indent=1) + "\n")
+    names = "\n".join(e["name"] for e in entries)
+    write_atomic(out / "timings_template.csv", "name,ms\n" + names.replace("\n", ",\n") + ",\n")
+    write_atomic(out / "README.md", _readme(space, manifest))
+    return manifest
+
+
+def _readme(space: SearchSpace, manifest: dict[str, Any]) -> str:
+    counts: dict[str, int] = {}
+    for e in manifest["entries"]:
+        counts[e["role"]] = counts.get(e["role"], 0) + 1
+    shown = ", ".join(f"{n} {role}" for role, n in counts.items())
+    return f"""# Kernel suite for space `{space.name}`
+
+{len(manifest["entries"])} ONNX files ({shown}), batch {manifest["batch"]}, opset 17, fixed input
+shapes (listed per file in `manifest.json`; inputs are named `input0`, `input1`, ...).
+
+Time every file on the device, one inference at a time, with the settings you deploy with (threads,
+runtime version), CPU frequency and affinity pinned, and the device idle and cool. Write one CSV:
+
+```
+name,ms
+baseline,0.012
+k00000,0.153
+...
+```
+
+`name` is the file name without `.onnx` (the `name` of the manifest entry), `ms` the time of one
+inference in milliseconds; the median over at least 50 runs after 10 warm-up runs is recommended.
+Extra columns are ignored. `timings_template.csv` lists every name. Then, on the computer:
+
+```
+nas device import {{this folder}} TIMINGS.csv --out PROFILE.json --device "Pixel 7, ORT 1.x, 1 thread"
+```
+
+## With ONNX Runtime (Android / iOS / Linux boards)
+
+Build or download `onnxruntime_perf_test` for the device, push the folder, and run for each file
+
+```
+onnxruntime_perf_test -e cpu -m times -r 60 -x 1 -y 1 -I -o 99 kernels/k00000.onnx
+```
+
+(`-x 1 -y 1`: one intra-op and one inter-op thread; `-I`: generated inputs; `-o 99`: all graph
+optimisations.) Take the average (or better the median, with `-p` profiling) it reports per run.
+
+## With TFLite / LiteRT
+
+Convert each ONNX file to `.tflite` (for example with `onnx2tf`), keep the file stem, then run
+
+```
+benchmark_model --graph=k00000.tflite --num_threads=1 --num_runs=50 --warmup_runs=10
+```
+
+and take the reported average inference time (it prints microseconds; the CSV wants ms).
+
+## What the files are
+
+* `baseline.onnx`: a model with no work in it: the cost of one invocation, which every standalone
+  kernel timing includes and the predictor subtracts.
+* `kernels/k*.onnx`: every kernel configuration of the space, cut by the fusion rules in
+  `manifest.json` (`rules`).
+* `fusion/f*_{{first,second,fused}}.onnx`: two pieces apart and together; the import records whether
+  the device runs them fused.
+* `models/m*.onnx`: whole subnets (their archs are in the manifest) for the per-model overhead term.
+"""
+
+
+# --------------------------------------------------------------------- timing here
+
+
+def time_suite(
+    folder: str | Path,
+    out_csv: str | Path,
+    threads: int = 1,
+    warmup: int = 10,
+    repeats: int = 30,
+    progress: bool = True,
+) -> Path:
+    """Time every file of a suite with ONNX Runtime on this machine and write the timings CSV.
+
+    What a phone would do; used to check the suite round trip here.
+    """
+    from tqdm import tqdm
+
+    from predictors.backends import OnnxRuntimeBackend, TimingProtocol, time_runners
+
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    backend = OnnxRuntimeBackend(threads=threads)
+    protocol = TimingProtocol(warmup, repeats)
+    rng = np.random.default_rng(0)
+    rows = []
+    entries = manifest["entries"]
+    bar = tqdm(total=len(entries), desc="time suite", disable=not progress, leave=False)
+    for start in range(0, len(entries), 16):
+        part = entries[start : start + 16]
+        runners = []
+        for entry in part:
+            feeds = {
+                i["name"]: rng.standard_normal(i["shape"]).astype(np.float32)
+                for i in entry["inputs"]
+            }
+            runners.append(backend.prepare_onnx(folder / entry["file"], feeds))
+        for entry, timing in zip(part, time_runners(runners, protocol), strict=True):
+            rows.append((entry["name"], timing.median))
+        bar.update(len(part))
+    bar.close()
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(CSV_COLUMNS)
+            writer.writerows((name, f"{ms:.6f}") for name, ms in rows)
+
+    return replace_atomic(out_csv, write)
+
+
+# --------------------------------------------------------------------- import
+
+
+def read_manifest(folder: str | Path) -> dict[str, Any]:
+    folder = Path(folder)
+    path = folder / "manifest.json"
+    if not folder.is_dir():
+        raise SuiteError(f"suite folder {folder} does not exist")
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SuiteError(
+            f"{folder} has no manifest.json; is it a folder from export-suite?"
+        ) from None
+    except json.JSONDecodeError as err:
+        raise SuiteError(f"{path} is not valid JSON ({err})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != SUITE_FORMAT:
+        raise SuiteError(f"{path} is not a kernel suite manifest")
+    if manifest.get("version") != SUITE_VERSION:
+        raise SuiteError(
+            f"{path}: suite version {manifest.get('version')!r} is not supported; "
+            f"supported: {SUITE_VERSION}"
+        )
+    return manifest
+
+
+def read_timings(path: str | Path) -> dict[str, float]:
+    """name -> ms from a timings CSV (format in the module docstring)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise SuiteError(f"timings file {path} does not exist") from None
+    except OSError as err:
+        raise SuiteError(f"cannot read timings file {path}: {err.strerror}") from None
+    reader = csv.DictReader(line for line in text.splitlines() if line.strip())
+    columns = [c.strip() for c in reader.fieldnames or []]
+    missing = [c for c in CSV_COLUMNS if c not in columns]
+    if missing:
+        raise SuiteError(
+            f"{path} lacks column(s) {missing}; required columns: {', '.join(CSV_COLUMNS)} "
+            f"(found: {', '.join(columns) or 'none'})"
+        )
+    timings: dict[str, float] = {}
+    for line, row in enumerate(reader, start=2):
+        row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
+        name, value = row["name"], row["ms"]
+        try:
+            ms = float(value)
+        except ValueError:
+            raise SuiteError(f"{path}, line {line}: ms = {value!r} is not a number") from None
+        if not math.isfinite(ms) or ms < 0:
+            raise SuiteError(f"{path}, line {line}: ms = {value!r} must be a time >= 0")
+        if name in timings:
+            raise SuiteError(f"{path}, line {line}: {name!r} appears twice")
+        timings[name] = ms
+    return timings
+
+
+def import_suite(
+    folder: str | Path,
+    timings_csv: str | Path,
+    device: str | None = None,
+    backend: str = "phone",
+    threads: int = 1,
+) -> DeviceProfile:
+    """A device profile from a suite folder and the device's timings of its files."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    timings = read_timings(timings_csv)
+    entries = manifest["entries"]
+    names = {e["name"] for e in entries}
+    unknown = sorted(set(timings) - names)
+    if unknown:
+        raise SuiteError(
+            f"{timings_csv}: {len(unknown)} name(s) are not in the suite, e.g. {unknown[:5]}"
+        )
+    absent = [e["name"] for e in entries if e["name"] not in timings]
+    if absent:
+        raise SuiteError(
+            f"{timings_csv} has no time for {len(absent)} of {len(entries)} suite files, "
+            f"e.g. {absent[:5]}"
+        )
+
+    def measured(name: str) -> Measurement:
+        return Measurement([Timing.exact(timings[name])])
+
+    space = manifest["space"]
+    kernels: dict[str, KernelRecord] = {}
+    models: list[ModelRecord] = []
+    fusion: dict[tuple[str, str, str], dict[str, float]] = {}
+    baseline = None
+    for entry in entries:
+        role = entry["role"]
+        if role == "baseline":
+            baseline = measured(entry["name"])
+        elif role == "kernel":
+            kernels[entry["key"]] = KernelRecord(
+                entry["key"], entry["kind"], dict(entry["features"]), measured(entry["name"])
+            )
+        elif role == "model":
+            models.append(ModelRecord(dict(entry["arch"]), measured(entry["name"])))
+        elif role == "fusion":
+            key = (entry["level"], entry["first"], entry["second"])
+            fusion.setdefault(key, {})[entry["part"]] = timings[entry["name"]]
+    base = baseline.ms() if baseline else 0.0
+    observed, disagree = [], []
+    assumed = FusionRules.from_list(manifest["rules"])
+    for (level, first, second), parts in fusion.items():
+        t1, t2, t12 = (parts[p] - base for p in ("first", "second", "fused"))
+        fused = fuses(t1, t2, t12)
+        observed.append(
+            {
+                "level": level,
+                "first": first,
+                "second": second,
+                "fused": bool(fused),
+                "t_first_ms": t1,
+                "t_second_ms": t2,
+                "t_fused_ms": t12,
+            }
+        )
+        if fused != assumed.fuses(first, second, level):
+            disagree.append(f"{first}+{second}")
+    notes = [f"imported from kernel suite {folder.name} and timings {Path(timings_csv).name}"]
+    if disagree:
+        notes.append(
+            "the device's fusion tests disagree with the rules the suite was cut by for "
+            + ", ".join(disagree)
+            + "; kernels stay cut by the suite's rules (their timings are still correct); "
+            "export the suite again with --rules-from this profile for finer kernels"
+        )
+    rules = [
+        dict(r, evidence={**r.get("evidence", {}), "device": _find(observed, r)})
+        for r in manifest["rules"]
+    ]
+    return DeviceProfile(
+        device=device or f"device timed from suite {folder.name}",
+        backend=backend,
+        scheme="operators",
+        space_name=space["name"],
+        space_declaration=space.get("declaration"),
+        settings={
+            "threads": threads,
+            "batch": manifest.get("batch", 1),
+            "warmup": 10,
+            "repeats": 30,
+            "passes": 1,
+            "statistic": "median",
+            "resolutions": manifest.get("resolutions"),
+        },
+        source="suite",
+        environment={"suite": folder.name, "timings": Path(timings_csv).name},
+        fusion_rules=rules,
+        baseline=baseline,
+        kernels=kernels,
+        models=models,
+        plan={"strategy": "suite", "configurations": len(kernels)},
+        complete=True,
+        notes=notes,
+    )
+
+
+def _find(observed: list[dict[str, Any]], rule: dict[str, Any]) -> dict[str, Any] | None:
+    for item in observed:
+        if (item["level"], item["first"], item["second"]) == (
+            rule.get("level", "op"),
+            rule["first"],
+            rule["second"],
+        ):
+            return item
+    return None

@@ -1,0 +1,211 @@
+"""The latency predictor on synthetic profiles: vectorised vs per-arch path, JSON round trip,
+errors for bad profiles, regression of unmeasured kernels, the ``nas device`` commands that need
+no timing."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+import search_spaces
+from nas.cli import main
+from nas.space import SearchSpace
+from predictors.backends import Timing
+from predictors.kernels import FusionRules
+from predictors.latency import LatencyPredictor, ResolutionError
+from predictors.measure import calibration_archs, enumerate_kernels
+from predictors.profile import (
+    DeviceProfile,
+    KernelRecord,
+    Measurement,
+    ModelRecord,
+    ProfileError,
+    ProfileSpaceError,
+)
+
+RULES = FusionRules.fusing(
+    [("op", a, b) for a in ("conv", "dwconv", "pwconv") for b in ("bn",)]
+    + [("op", a, "act") for a in ("conv-bn", "dwconv-bn", "pwconv-bn", "linear")]
+    + [("unit", "pwconv", "dwconv")]
+)
+
+
+def _fake_ms(spec) -> float:
+    """A made-up but deterministic kernel time, growing with MACs and parameters."""
+    jitter = (hash(spec.key) % 1000) / 1e6
+    return 0.004 + spec.get("macs", 0) * 2e-9 + spec.get("params", 0) * 1e-8 + jitter
+
+
+def synthetic_profile(space: SearchSpace, drop_every: int = 0, seed: int = 0) -> DeviceProfile:
+    """A complete profile with made-up times: every kernel, baseline and a few whole models."""
+    profile = DeviceProfile(
+        device="synthetic",
+        backend="onnxruntime",
+        scheme="operators",
+        space_name=space.name,
+        space_declaration=space.to_dict(),
+        settings={"threads": 1, "batch": 1, "statistic": "median", "passes": 1},
+        fusion_rules=RULES.to_list(),
+        baseline=Measurement([Timing.exact(0.003)]),
+        complete=True,
+    )
+    for i, spec in enumerate(enumerate_kernels(space, RULES)):
+        if drop_every and i % drop_every == 0:
+            continue
+        ms = _fake_ms(spec)
+        profile.kernels[spec.key] = KernelRecord(
+            spec.key, spec.kind, spec.feature_dict(), Measurement([Timing(ms, ms, ms, ms, ms, 5)])
+        )
+    archs = calibration_archs(space, 6, space.resolutions, seed)
+    plain = LatencyPredictor(space).fit(profile)
+    for arch in archs:
+        truth = 1.1 * plain.predict_arch(arch) + 0.02
+        profile.models.append(ModelRecord(arch.to_dict(), Measurement([Timing.exact(truth)])))
+    return profile
+
+
+@pytest.fixture
+def tiny_profile(tiny_space):
+    return synthetic_profile(tiny_space)
+
+
+def _archs(space, n, seed=1):
+    rng = random.Random(seed)
+    return [space.sample(rng) for _ in range(n)]
+
+
+def test_vectorised_predict_equals_the_per_arch_path(tiny_space, tiny_profile):
+    predictor = LatencyPredictor(tiny_space).fit(tiny_profile)
+    archs = _archs(tiny_space, 60) + [tiny_space.min_arch(), tiny_space.max_arch()]
+    fast = predictor.predict(archs)
+    slow = np.array([predictor.predict_arch(a) for a in archs])
+    np.testing.assert_allclose(fast, slow, rtol=1e-10, atol=1e-12)
+    assert fast.shape == (len(archs),) and (fast > 0).all()
+    assert not predictor.regressed(archs).any()
+    # the overhead term recovers the synthetic one (models were 1.1 x sum + 0.02)
+    truth = np.array([1.1 * (s - predictor.overhead.constant) for s in slow])
+    assert predictor.overhead.fit_mape < 1.0
+    assert predictor.predict([]).shape == (0,)
+    assert len(truth) == len(archs)
+
+
+def test_unmeasured_kernels_are_regressed_alike_on_both_paths(tiny_space):
+    profile = synthetic_profile(tiny_space, drop_every=5)
+    predictor = LatencyPredictor(tiny_space).fit(profile)
+    archs = _archs(tiny_space, 40, seed=7)
+    fast = predictor.predict(archs)
+    slow = np.array([predictor.predict_arch(a) for a in archs])
+    np.testing.assert_allclose(fast, slow, rtol=1e-9)
+    assert predictor.regressed(archs).any()
+    complete = LatencyPredictor(tiny_space).fit(synthetic_profile(tiny_space)).predict(archs)
+    assert np.median(np.abs(fast - complete) / complete) < 0.2
+
+
+def test_profile_json_round_trip(tmp_path, tiny_space, tiny_profile):
+    path = tmp_path / "profile.json"
+    predictor = LatencyPredictor(tiny_space).fit(tiny_profile)
+    archs = _archs(tiny_space, 50)
+    before = predictor.predict(archs)
+    predictor.save(path)
+    assert not list(tmp_path.glob(".*.tmp"))
+    data = json.loads(path.read_text())
+    assert data["format"] == "nas-device-profile" and data["version"] == 1
+    assert data["kernels"] and data["fusion_rules"] and data["models"]
+    start = time.perf_counter()
+    loaded = LatencyPredictor.load(path, tiny_space)
+    after = loaded.predict(archs)
+    assert time.perf_counter() - start < 2.0
+    np.testing.assert_array_equal(before, after)
+    assert b"pickle" not in path.read_bytes()
+
+
+def test_bad_profiles_give_clear_errors(tmp_path, tiny_space, tiny_profile):
+    path = tmp_path / "p.json"
+    with pytest.raises(ProfileError, match="does not exist"):
+        DeviceProfile.load(path)
+    path.write_text("{broken")
+    with pytest.raises(ProfileError, match="not valid JSON"):
+        DeviceProfile.load(path)
+    path.write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(ProfileError, match="not a device profile"):
+        DeviceProfile.load(path)
+    data = tiny_profile.to_dict()
+    path.write_text(json.dumps({**data, "version": 99}))
+    with pytest.raises(ProfileError, match="version 99 is not supported; supported: 1"):
+        DeviceProfile.load(path)
+    path.write_text(json.dumps({**data, "scheme": "magic"}))
+    with pytest.raises(ProfileError, match="scheme 'magic'.*choices"):
+        DeviceProfile.load(path)
+    broken = dict(data, kernels=[{"key": "k"}])
+    path.write_text(json.dumps(broken))
+    with pytest.raises(ProfileError, match="malformed measurement"):
+        DeviceProfile.load(path)
+    without = {k: v for k, v in data.items() if k != "kernels"}
+    path.write_text(json.dumps(without))
+    with pytest.raises(ProfileError, match=r"missing field\(s\) \['kernels'\]"):
+        DeviceProfile.load(path)
+    with pytest.raises(
+        ProfileSpaceError, match="profile is for space 'tiny-test', not 'hybrid-tiny'"
+    ):
+        LatencyPredictor(search_spaces.get("hybrid-tiny")).fit(tiny_profile)
+    other = tiny_space.with_task(num_classes=7)
+    with pytest.raises(ProfileSpaceError, match="different declaration"):
+        LatencyPredictor(other).fit(tiny_profile)
+
+
+def test_profiles_measured_at_some_resolutions_refuse_others(tiny_space, tiny_profile):
+    tiny_profile.settings["resolutions"] = [12]
+    predictor = LatencyPredictor(tiny_space).fit(tiny_profile)
+    arch = dataclasses.replace(tiny_space.max_arch(), resolution=12)
+    assert predictor.predict([arch])[0] > 0
+    with pytest.raises(ResolutionError, match=r"resolution\(s\) \[12\] only.*resolution 8"):
+        predictor.predict([dataclasses.replace(arch, resolution=8)])
+
+
+def test_prediction_is_fast_for_many_archs(tiny_space, tiny_profile):
+    predictor = LatencyPredictor(tiny_space).fit(tiny_profile)
+    predictor.compile()
+    archs = _archs(tiny_space, 20_000)
+    start = time.perf_counter()
+    predictor.predict(archs)
+    rate = len(archs) / (time.perf_counter() - start)
+    assert rate > 20_000, f"{rate:.0f} archs/s"
+
+
+def test_device_commands_on_a_profile(tmp_path, capsys, tiny_space, tiny_profile):
+    space_file = tmp_path / "tiny.yaml"
+    space_file.write_text(yaml.safe_dump(tiny_space.to_dict()))
+    profile = tmp_path / "profile.json"
+    tiny_profile.save(profile)
+    arch = tmp_path / "arch.json"
+    tiny_space.max_arch().save(arch)
+    args = ["device", "predict", "--profile", str(profile), "--arch", str(arch)]
+    assert main([*args, "--space", str(space_file), "--breakdown"]) == 0
+    out = capsys.readouterr().out
+    expected = LatencyPredictor(tiny_space).fit(tiny_profile).predict([tiny_space.max_arch()])[0]
+    assert f"{expected:.4f} ms" in out and "stages.1.layers.0" in out
+    # a user-declared space is rebuilt from the declaration the profile stores
+    assert main(["device", "info", "--profile", str(profile)]) == 0
+    assert "tiny-test" in capsys.readouterr().out
+    profile.write_text("{}")
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nas: error:") and "not a device profile" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_unknown_backend_is_named_with_the_choices(tmp_path, capsys):
+    out = tmp_path / "p.json"
+    code = main(
+        ["device", "measure", "--backend", "tpu", "--space", "hybrid-tiny", "--out", str(out)]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "unknown backend 'tpu'" in err and "onnxruntime" in err and "torch" in err
+    assert not out.exists()

@@ -1,0 +1,75 @@
+"""The main job through the `nas` command at a tiny scale: train, measure, search, extract."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from nas.cli import main
+
+TRAIN = "train --space hybrid-tiny --data digits --epochs 1 --train-limit 256 --eval-limit 100 "
+TRAIN += "--batch-size 32 --calib-images 64 --sampler cas+pas --no-progress --out"
+MEASURE = "device measure --backend onnxruntime --space hybrid-tiny --warmup 1 --repeats 3 "
+MEASURE += "--passes 1 --models 4 --out"
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline")
+    run, profile = root / "run", root / "profile.json"
+    assert main([*TRAIN.split(), str(run)]) == 0
+    assert main([*MEASURE.split(), str(profile)]) == 0
+    return root, run, profile
+
+
+def _budget(run, profile) -> float:
+    """A budget that some but not all archs meet: the 60th percentile of 50 random archs."""
+    from nas.deploy import Device
+    from nas.trained import TrainedRun
+
+    space = TrainedRun.open(run).space
+    device = Device.open(profile, space)
+    return float(np.percentile(device.latency([space.sample(s) for s in range(50)]), 60))
+
+
+def test_search_then_extract_ships_a_model_with_its_card(pipeline):
+    root, run, profile = pipeline
+    budget = f"{_budget(run, profile):.4f}"
+    search = f"search --run {run} --device {profile} --latency-ms {budget} --evaluations 12 "
+    assert main([*search.split(), "--batch-size", "6", "--name", "s"]) == 0
+    results = json.loads((run / "search" / "s" / "results.json").read_text())
+    (part,) = results["per_constraint"].values()
+    assert part["best"] is not None
+    assert list(part["best"]["constraints"].values())[0] <= float(budget)
+    assert (run / "search" / "s" / part["plot"]).is_file()
+
+    out = root / "model.onnx"
+    extract = f"extract --run {run} --device {profile} --latency-ms {budget} --out {out}"
+    assert main(extract.split()) == 0
+    card = json.loads((root / "model.onnx.card.json").read_text())
+    assert card["format"] == "nas-model-card"
+    assert 0 <= card["accuracy"]["test_top1"] <= 1 and card["macs"] > 0
+    (latency,) = card["latency"].values()
+    assert latency["predicted_ms"] <= float(budget) and latency["measured_ms"] > 0
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    side = card["arch"]["resolution"]
+    image = np.zeros((1, 1, side, side), dtype=np.float32)
+    assert session.run(None, {"image": image})[0].shape == (1, 10)
+
+
+def test_impossible_budget_is_refused_with_the_feasible_range(pipeline, capsys):
+    _, run, profile = pipeline
+    search = f"search --run {run} --device {profile} --latency-ms 0.000001 --evaluations 5"
+    code = main([*search.split(), "--name", "impossible"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "is infeasible" in err and "feasible budgets are >=" in err
+    assert not (run / "search" / "impossible" / "history.jsonl").exists()
+
+
+def test_search_of_a_folder_that_is_not_a_run_exits_2(tmp_path, capsys):
+    code = main(["search", "--run", str(tmp_path), "--device", "x.json", "--latency-ms", "1"])
+    assert code == 2 and "is not a training run" in capsys.readouterr().err
