@@ -259,17 +259,7 @@ def operator_graph(space: SearchSpace, arch: Arch) -> nx.DiGraph:
     """The subnet's operators; graph attributes ``macs`` and ``params`` hold the totals."""
     graph = nx.DiGraph(space=space.name, resolution=arch.resolution)
     builder = _Builder(graph)
-    graph.add_node(
-        "input",
-        op="input",
-        block="input",
-        block_kind="input",
-        macs=0,
-        params=0,
-        input_shape=(),
-        output_shape=(space.in_channels, arch.resolution, arch.resolution),
-    )
-    node = "input"
+    node = _add_input(graph, (space.in_channels, arch.resolution, arch.resolution))
     for layer in layers_of(space, arch):
         builder.layer = layer
         node = _EMITTERS[type(layer)](builder, layer, node)
@@ -284,6 +274,16 @@ def layer_operator_graph(layer: Layer) -> nx.DiGraph:
     Its operator nodes are the ones :func:`operator_graph` gives that layer in a whole subnet.
     """
     graph = nx.DiGraph()
+    builder = _Builder(graph)
+    builder.layer = layer
+    _EMITTERS[type(layer)](
+        builder, layer, _add_input(graph, (layer.in_ch, layer.in_hw, layer.in_hw))
+    )
+    return graph
+
+
+def _add_input(graph: nx.DiGraph, shape: Shape) -> str:
+    """The node ``input`` that feeds the first operator with a tensor of ``shape``."""
     graph.add_node(
         "input",
         op="input",
@@ -292,12 +292,9 @@ def layer_operator_graph(layer: Layer) -> nx.DiGraph:
         macs=0,
         params=0,
         input_shape=(),
-        output_shape=(layer.in_ch, layer.in_hw, layer.in_hw),
+        output_shape=shape,
     )
-    builder = _Builder(graph)
-    builder.layer = layer
-    _EMITTERS[type(layer)](builder, layer, "input")
-    return graph
+    return "input"
 
 
 @dataclass(frozen=True)
