@@ -177,6 +177,20 @@ def _read_archs(paths: list[str]):
     return archs
 
 
+def _overhead_text(o: dict) -> str:
+    text = (
+        f"scale {o['scale']:.3f}, {o['per_kernel_ms'] * 1000:.2f} us/kernel, "
+        f"{o['per_mparam_ms'] * 1000:.1f} us per M parameters, "
+        f"constant {o['constant_ms'] * 1000:.1f} us"
+    )
+    if o.get("fit_mape") is not None:
+        text += f" (terms {', '.join(o['terms']) or 'none'}; fit MAPE {o['fit_mape']:.2f}%"
+        if o.get("loo_mape") is not None:
+            text += f", leave-one-out {o['loo_mape']:.2f}%"
+        text += ")"
+    return text
+
+
 # --------------------------------------------------------------------- commands
 
 
@@ -211,11 +225,9 @@ def cmd_measure(args: argparse.Namespace) -> None:
     from predictors.latency import LatencyPredictor
 
     predictor = LatencyPredictor.from_profile(profile, space)
-    o = predictor.overhead
     print(
         f"wrote {out}: {len(profile.kernels)} kernels, {len(profile.models)} whole models; "
-        f"overhead fit scale {o.scale:.3f}, {o.per_kernel * 1000:.2f} us/kernel, "
-        f"{o.constant * 1000:.1f} us; fit MAPE {o.fit_mape:.2f}%"
+        f"overhead {_overhead_text(predictor.overhead.to_dict())}"
     )
 
 
@@ -324,11 +336,6 @@ def cmd_info(args: argparse.Namespace) -> None:
     print(f"kernels:  {info['kernels_measured']}   whole models: {info['models_measured']}")
     fused = [f"{r['first']}+{r['second']}" for r in profile.fusion_rules if r.get("fused")]
     print(f"fused:    {', '.join(fused) or 'none'}")
-    o = info["overhead"]
-    print(
-        f"overhead: scale {o['scale']:.3f}, {o['per_kernel_ms'] * 1000:.2f} us/kernel, "
-        f"constant {o['constant_ms'] * 1000:.1f} us"
-        + (f", fit MAPE {o['fit_mape']:.2f}%" if o["fit_mape"] is not None else "")
-    )
+    print(f"overhead: {_overhead_text(info['overhead'])}")
     for note in profile.notes:
         print(f"note:     {note}")

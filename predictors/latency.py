@@ -6,10 +6,11 @@ measurements of a :class:`~predictors.profile.DeviceProfile`:
 * a kernel model: the measured time of every kernel configuration in the profile (an exact lookup
   table), and for configurations it lacks, one scikit-learn regressor per kernel kind, fitted on
   first need on that kind's measurements;
-* a per-model overhead term ``scale * sum(kernel - baseline) + per_kernel * kernels + constant``,
-  fitted by least squares (relative error) on the profile's whole-model measurements; the baseline
-  is the cost of one invocation with no work in it, which every standalone kernel timing includes
-  once and a whole model only once in total.
+* a per-model overhead term ``scale * sum(kernel - baseline) + per_kernel * kernels
+  + per_mparam * parameters + constant`` (:class:`Overhead`), fitted by least squares (relative
+  error) on the profile's whole-model measurements, its terms chosen by leave-one-out error; the
+  baseline is the cost of one invocation with no work in it, which every standalone kernel timing
+  includes once and a whole model only once in total.
 
 ``predict(archs)`` is vectorised: the predictor is *compiled* for its space once -- the latency of
 every configuration of every layer position (:mod:`predictors.positions`) goes into a small numpy
@@ -82,6 +83,9 @@ class OperatorScheme:
     def regressor(self, kind: str, rows, ms):
         return None  # the default per-kind trees
 
+    def params(self, unit: KernelSpec) -> int:
+        return int(unit.get("params", 0))
+
 
 class TableScheme:
     """Layers -> block keys of a published latency table (Pixel 4 or Note10)."""
@@ -119,6 +123,9 @@ class TableScheme:
         from predictors.tables import block_regressor
 
         return block_regressor(self.name, kind, rows, ms)
+
+    def params(self, unit: str) -> int:
+        return 0  # table entries are whole-model shares already
 
 
 def make_scheme(profile: DeviceProfile):
@@ -249,7 +256,12 @@ class KernelModel:
 
 @dataclass(frozen=True)
 class Overhead:
-    """Whole model = scale * sum(kernel - baseline) + per_kernel * kernels + constant (ms)."""
+    """Whole model = scale * sum(kernel - baseline) + per_kernel * kernels
+    + per_mparam * parameters / 1e6 + constant (ms).
+
+    The parameter term stands for weights a whole model streams from memory once per run,
+    which a kernel timed on its own over and over finds in cache.
+    """
 
     scale: float = 1.0
     per_kernel: float = 0.0
@@ -257,41 +269,104 @@ class Overhead:
     baseline: float = 0.0
     models: int = 0
     fit_mape: float | None = None
+    per_mparam: float = 0.0
+    terms: tuple[str, ...] = ("scale", "per_kernel", "constant")
+    loo_mape: float | None = None
 
-    def apply(self, raw: np.ndarray | float, count: np.ndarray | float):
-        return self.scale * raw + self.per_kernel * count + self.constant
+    def apply(self, raw, count, mparams=0.0):
+        return (
+            self.scale * raw + self.per_kernel * count + self.per_mparam * mparams + self.constant
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "scale": self.scale,
             "per_kernel_ms": self.per_kernel,
+            "per_mparam_ms": self.per_mparam,
             "constant_ms": self.constant,
             "baseline_ms": self.baseline,
+            "terms": list(self.terms),
             "models": self.models,
             "fit_mape": self.fit_mape,
+            "loo_mape": self.loo_mape,
         }
 
 
-def fit_overhead(raw: np.ndarray, count: np.ndarray, measured: np.ndarray, baseline: float):
-    """Least squares in relative error; falls back to fewer terms when the data cannot carry three."""
+#: Term sets tried for the overhead fit, richest first; "scale" fixed to 1 when absent.
+OVERHEAD_TERMS = (
+    ("scale", "per_kernel", "per_mparam", "constant"),
+    ("scale", "per_kernel", "constant"),
+    ("per_kernel", "constant"),
+    ("constant",),
+)
+
+
+def fit_overhead(
+    raw: np.ndarray,
+    count: np.ndarray,
+    measured: np.ndarray,
+    baseline: float,
+    mparams: np.ndarray | None = None,
+) -> Overhead:
+    """Least squares in relative error over each term set of :data:`OVERHEAD_TERMS` the data can
+    carry (at least two models more than terms); the set with the least leave-one-out error wins."""
     n = len(measured)
     if n == 0:
-        return Overhead(constant=baseline, baseline=baseline)
-    w = 1.0 / measured
-    fit = None
-    if n >= 4:
-        x = np.stack([raw, count, np.ones(n)], 1)
-        coef = np.linalg.lstsq(x * w[:, None], measured * w, rcond=None)[0]
-        if 0.2 < coef[0] < 5.0:
-            fit = Overhead(float(coef[0]), float(coef[1]), float(coef[2]), baseline, n)
-    if fit is None and n >= 2:
-        x = np.stack([count, np.ones(n)], 1)
-        coef = np.linalg.lstsq(x * w[:, None], (measured - raw) * w, rcond=None)[0]
-        fit = Overhead(1.0, float(coef[0]), float(coef[1]), baseline, n)
-    if fit is None:
-        fit = Overhead(1.0, 0.0, float(np.median(measured - raw)), baseline, n)
-    mape = float(np.mean(np.abs(fit.apply(raw, count) - measured) / measured) * 100)
+        return Overhead(constant=baseline, baseline=baseline, terms=())
+    mparams = np.zeros(n) if mparams is None else np.asarray(mparams, dtype=np.float64)
+    columns = {"scale": raw, "per_kernel": count, "per_mparam": mparams, "constant": np.ones(n)}
+    best = None
+    for terms in OVERHEAD_TERMS:
+        if n < len(terms) + 2 and terms != ("constant",):
+            continue
+        coef = _solve(terms, columns, raw, measured, np.arange(n))
+        if coef is None:
+            continue
+        loo = _leave_one_out(terms, columns, raw, measured)
+        if best is None or loo < best[0] - 1e-12:
+            best = (loo, terms, coef)
+    loo, terms, coef = best
+    values = dict(zip(terms, coef, strict=True))
+    fit = Overhead(
+        scale=float(values.get("scale", 1.0)),
+        per_kernel=float(values.get("per_kernel", 0.0)),
+        per_mparam=float(values.get("per_mparam", 0.0)),
+        constant=float(values.get("constant", 0.0)),
+        baseline=baseline,
+        models=n,
+        terms=terms,
+        loo_mape=float(loo * 100) if np.isfinite(loo) else None,
+    )
+    mape = float(np.mean(np.abs(fit.apply(raw, count, mparams) - measured) / measured) * 100)
     return replace(fit, fit_mape=mape)
+
+
+def _solve(terms, columns, raw, measured, rows) -> np.ndarray | None:
+    """Coefficients of ``terms`` fitted on ``rows``; None when the scale comes out implausible."""
+    x = np.stack([columns[t] for t in terms], 1)[rows]
+    target = measured[rows] if "scale" in terms else (measured - raw)[rows]
+    w = 1.0 / measured[rows]
+    coef = np.linalg.lstsq(x * w[:, None], target * w, rcond=None)[0]
+    if "scale" in terms and not 0.2 < coef[0] < 5.0:
+        return None
+    return coef
+
+
+def _leave_one_out(terms, columns, raw, measured) -> float:
+    """Mean relative error on each model when fitted on the others (inf if it cannot be done)."""
+    n = len(measured)
+    if n < 3:
+        return float("inf") if terms != ("constant",) else 0.0
+    errors = []
+    for i in range(n):
+        rows = np.delete(np.arange(n), i)
+        coef = _solve(terms, columns, raw, measured, rows)
+        if coef is None:
+            return float("inf")
+        x = np.array([columns[t][i] for t in terms])
+        guess = x @ coef + (0.0 if "scale" in terms else raw[i])
+        errors.append(abs(guess - measured[i]) / measured[i])
+    return float(np.mean(errors))
 
 
 # --------------------------------------------------------------------- predictor
@@ -348,16 +423,18 @@ class LatencyPredictor:
         return self._overhead_from(models)
 
     def _overhead_from(self, models: Sequence[tuple[Arch, float]]) -> Overhead:
-        raw, count = [], []
+        raw, count, mparams = [], [], []
         for arch, _ in models:
-            r, c, _ = self._raw(arch)
+            r, c, m, _ = self._raw(arch)
             raw.append(r)
             count.append(c)
+            mparams.append(m)
         return fit_overhead(
             np.array(raw, dtype=np.float64),
             np.array(count, dtype=np.float64),
             np.array([ms for _, ms in models], dtype=np.float64),
             self.baseline,
+            np.array(mparams, dtype=np.float64),
         )
 
     def recalibrated(self, models: Sequence[tuple[Arch, float]]) -> LatencyPredictor:
@@ -399,18 +476,20 @@ class LatencyPredictor:
         ms, regressed = self.kernels.ms(unit)
         return ms - self.baseline, regressed
 
-    def _raw(self, arch: Arch) -> tuple[float, int, bool]:
+    def _raw(self, arch: Arch) -> tuple[float, int, float, bool]:
+        """(sum of kernel times net of the baseline, kernels, parameters / 1e6, any regressed)."""
         units = self.scheme.arch_units(self.space, arch)
         costs = [self._unit_cost(u) for u in units]
-        return sum(c for c, _ in costs), len(units), any(r for _, r in costs)
+        mparams = sum(self.scheme.params(u) for u in units) / 1e6
+        return sum(c for c, _ in costs), len(units), mparams, any(r for _, r in costs)
 
     def predict_arch(self, arch: Arch) -> float:
         """One arch through its operator graph (or table keys): the reference for :meth:`predict`."""
         self._require()
         self.space.validate(arch)
         self._check_resolutions(self._indexer.indices([arch]), [arch])
-        raw, count, _ = self._raw(arch)
-        return float(self.overhead.apply(raw, count))
+        raw, count, mparams, _ = self._raw(arch)
+        return float(self.overhead.apply(raw, count, mparams))
 
     def breakdown(self, arch: Arch) -> list[dict[str, Any]]:
         """Per kernel (or table block) of ``arch``: layer, kind, ms and whether it was regressed."""
@@ -457,6 +536,8 @@ class LatencyPredictor:
         costs = self.kernels.ms_many(list(distinct))
         compiled = []
         scale, per_kernel = self.overhead.scale, self.overhead.per_kernel
+        per_mparam = self.overhead.per_mparam
+        params = {u: self.scheme.params(u) / 1e6 for u in distinct}
         for position, shape, entries in plan:
             table = np.empty(len(entries), dtype=np.float64)
             regressed = np.zeros(len(entries), dtype=bool)
@@ -465,7 +546,8 @@ class LatencyPredictor:
                     table[flat] = np.nan
                     continue
                 raw = sum(costs[u][0] for u in units) - self.baseline * len(units)
-                table[flat] = scale * raw + per_kernel * len(units)
+                mparams = sum(params[u] for u in units)
+                table[flat] = scale * raw + per_kernel * len(units) + per_mparam * mparams
                 regressed[flat] = any(costs[u][1] for u in units)
             strides = np.array(
                 [math.prod(shape[k + 1 :]) for k in range(len(shape))], dtype=np.int64

@@ -209,6 +209,10 @@ def validate(
     if without is not None:
         report["recalibrated_on"] = len(calibration)
         report["metrics_without_recalibration"] = without
+        report["calibration"] = [
+            {"arch": a.to_dict(), "measured_ms": float(ms)}
+            for a, ms in zip(calibration, calibration_ms, strict=True)
+        ]
     if out is not None:
         write_report(Path(out), report, archs, predicted, measured)
     return report

@@ -196,3 +196,24 @@ def test_unknown_backend_is_named_with_the_choices(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "unknown backend 'tpu'" in err and "onnxruntime" in err and "torch" in err
     assert not out.exists()
+
+
+def test_overhead_terms_are_chosen_by_leave_one_out():
+    from predictors.latency import fit_overhead
+
+    rng = np.random.default_rng(0)
+    raw = rng.uniform(1, 10, 16)
+    count = rng.integers(20, 80, 16).astype(float)
+    mparams = rng.uniform(0.5, 6, 16)
+    measured = 1.1 * raw + 0.002 * count + 0.3 * mparams + 0.05
+    fit = fit_overhead(raw, count, measured, 0.005, mparams)
+    assert fit.terms == ("scale", "per_kernel", "per_mparam", "constant")
+    assert fit.per_mparam == pytest.approx(0.3, rel=1e-6) and fit.scale == pytest.approx(1.1)
+    assert fit.loo_mape < 1e-6
+    # without a parameter effect, and with noise, the simpler set wins
+    plain = 1.2 * raw + 0.1 + rng.normal(0, 0.02, 16)
+    fit = fit_overhead(raw, count, plain, 0.005, mparams)
+    assert "per_mparam" not in fit.terms and fit.scale == pytest.approx(1.2, rel=0.05)
+    # too few models for the richer sets
+    assert fit_overhead(raw[:2], count[:2], plain[:2], 0.005, mparams[:2]).terms == ("constant",)
+    assert fit_overhead(raw[:0], count[:0], plain[:0], 0.005).constant == 0.005
