@@ -185,3 +185,23 @@ def test_latency_levels_from_a_device_table(shared_data):
     built = build_levels(space, latency, count=5, draws=100, pool_size=10, seed=0, metric="latency")
     assert built.metric == "latency" and 1 <= built.count <= 5
     assert 0 < built.edges[0] < built.edges[-1] < 1000  # milliseconds on a Pixel 4
+
+
+def test_latency_levels_from_a_device_profile_match_the_table(shared_data, tmp_path):
+    import search_spaces
+    from predictors.tables import import_table
+
+    space = search_spaces.get("elasticvit")
+    trained = space.with_task(num_classes=10, in_channels=1)
+    table = shared_data / "pixel4_elasticvit" / "pixel4_lut.json"
+    profile = tmp_path / "pixel4.json"
+    import_table("pixel4", table).save(profile)
+    from_table = complexity_function(trained, "latency", str(table), base=space)
+    from_profile = complexity_function(trained, "latency", str(profile), base=space)
+    for seed in range(20):
+        arch = space.sample(seed)
+        assert from_profile(arch) == pytest.approx(from_table(arch), rel=1e-9)
+    built = build_levels(
+        space, from_profile, count=4, draws=60, pool_size=5, seed=0, metric="latency"
+    )
+    assert built.edges[0] == pytest.approx(from_table(space.min_arch()), rel=1e-9)

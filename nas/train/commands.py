@@ -70,8 +70,9 @@ HELP: dict[str, tuple[str, str]] = {
     "level_metric": ("sampling", f"complexity of the levels: {', '.join(LEVEL_METRICS)}"),
     "device_profile": (
         "sampling",
-        "target device latency table for --level-metric latency (Pixel 4 JSON table for "
-        "elasticvit, folder of Note10 tables for ofa-mbv3)",
+        "target device for --level-metric latency: a device profile JSON (`nas device "
+        "measure`/`import`/`import-table`), or a published table as it comes (Pixel 4 JSON "
+        "table for elasticvit, folder of Note10 tables for ofa-mbv3)",
     ),
     "pool_draws": ("sampling", "archs drawn to fill the per-level candidate pools"),
     "pool_size": ("sampling", "candidates kept per level"),

@@ -39,11 +39,12 @@ def complexity_function(
     device_profile: str | None = None,
     base: SearchSpace | None = None,
 ) -> Complexity:
-    """``arch -> float``: MACs of ``space``, or latency (ms) from a device's latency table.
+    """``arch -> float``: MACs of ``space``, or latency (ms) on a target device.
 
-    Latency is looked up for ``base`` (the space as declared, e.g. 3 input channels and its own
-    classes), since that is the model the table's device runs; MACs count the trained model.
-    Device profiles understood today: the Pixel 4 JSON table (ElasticViT space) and a folder of
+    Latency is predicted for ``base`` (the space as declared, e.g. 3 input channels and its own
+    classes), since that is the model the device runs; MACs count the trained model. The device
+    is a device profile (``nas device measure`` / ``import`` / ``import-table``: any space), or
+    a published table as it comes: the Pixel 4 JSON table (ElasticViT space) or a folder of
     Note10 ``{res}_lookup_table.yaml`` files (Once-for-All MobileNetV3 space).
     """
     cache: dict[Arch, float] = {}
@@ -83,11 +84,43 @@ def _latency_function(space: SearchSpace, profile: str | None) -> Complexity:
                     f"it covers {sorted(tables)}"
                 )
             return _lookup(lut, lut.note10_keys(space, arch), tables[arch.resolution], profile)
+    elif _is_device_profile(path):
+        return _profile_latency(space, path)
     else:
         table = lut.load_pixel4_table(path)
 
         def measure(arch: Arch) -> float:
             return _lookup(lut, lut.pixel4_keys(space, arch), table, profile)
+
+    return measure
+
+
+def _is_device_profile(path: Path) -> bool:
+    """Whether ``path`` is a device profile file (else it is taken for a Pixel 4 table)."""
+    from predictors.profile import PROFILE_FORMAT
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False  # the table reader names the problem
+    return isinstance(data, dict) and data.get("format") == PROFILE_FORMAT
+
+
+def _profile_latency(space: SearchSpace, path: Path) -> Complexity:
+    """Predicted latency on the device of a profile, for archs of ``space``."""
+    from predictors.latency import LatencyPredictor
+
+    predictor = LatencyPredictor.load(path, space)
+    allowed = predictor.resolutions
+
+    def measure(arch: Arch) -> float:
+        if arch.resolution not in allowed:
+            raise LevelsError(
+                f"device profile {path} was measured at resolutions {list(allowed)}, not "
+                f"{arch.resolution}; measure it at every resolution of {space.name!r} "
+                f"({list(space.resolutions)}) for latency levels"
+            )
+        return float(predictor.predict([arch])[0])
 
     return measure
 
