@@ -254,6 +254,9 @@ def cmd_search(args: argparse.Namespace) -> None:
         raise UsageError(f"unknown algorithm {args.algorithm!r}; choices: {', '.join(ALGORITHMS)}")
     if args.evaluations < 1:
         raise UsageError(f"--evaluations {args.evaluations} must be at least 1")
+    if args.workers < 1:
+        raise UsageError(f"--workers {args.workers} must be at least 1")
+    surrogate = _surrogate_settings(args)
     run, devices, budgets = _open_run_and_devices(args)
     folder, report = search_run(
         run,
@@ -265,8 +268,18 @@ def cmd_search(args: argparse.Namespace) -> None:
         args.seed,
         args.macs_limit,
         args.batch_size,
+        workers=args.workers,
+        surrogate=surrogate,
     )
     print(f"search folder: {folder}")
+    if "accuracy_predictor" in report:
+        a = report["accuracy_predictor"]
+        tau = a["heldout_kendall_tau"]
+        print(
+            f"accuracy predictor {a['predictor']}: {a['measured']} archs measured on the supernet, "
+            f"{a['fits']} fits; Kendall tau on {a['heldout_checks']} held-out checks "
+            + ("n/a" if tau is None else f"{tau:.3f}")
+        )
     for name, part in report["per_constraint"].items():
         best = part["best"]
         if best is None:
@@ -277,6 +290,15 @@ def cmd_search(args: argparse.Namespace) -> None:
             f"at {best['constraints'][name]:.3f}; hypervolume {part['hypervolume']:.4g}; "
             f"Pareto front {len(part['pareto_front'])} archs; plot {folder / part['plot']}"
         )
+
+
+def _surrogate_settings(args: argparse.Namespace):
+    """The accuracy predictor settings of `nas search`, or None to measure every arch."""
+    from nas.search.surrogate import SurrogateSettings
+
+    if args.accuracy == "supernet":
+        return None
+    return SurrogateSettings(args.accuracy, args.warmup, args.verify, args.refit_every)
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -387,6 +409,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--macs-limit", type=float, help="also require MACs <= this many millions")
     p.add_argument("--batch-size", type=int, default=20, help="archs per search step (default 20)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="evaluate each search step's archs on N Ray actors, each holding the supernet and "
+        "1/N of the validation data, with the same accuracies; a killed worker is restarted and "
+        "its archs retried (default 1: in this process, no Ray)",
+    )
+    p.add_argument(
+        "--accuracy",
+        default="supernet",
+        help="where accuracy comes from: supernet (measure every arch: BN recalibration + "
+        "validation top-1) or a predictor refitted as the search measures archs: mlp, gbm or "
+        "ridge (default supernet)",
+    )
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=50,
+        help="with a predictor: archs measured before it predicts (default 50)",
+    )
+    p.add_argument(
+        "--verify",
+        type=float,
+        default=0.2,
+        help="with a predictor: share of each step's archs, the best predicted, that are also "
+        "measured; these held-out checks give the reported Kendall tau (default 0.2)",
+    )
+    p.add_argument(
+        "--refit-every",
+        type=int,
+        default=20,
+        help="with a predictor: refit after this many new measurements (default 20)",
+    )
     p.add_argument("--name", help="search folder name (default ALGORITHM-DEVICE-BUDGET)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--torch-device", default="cpu", help="cpu or cuda (default cpu)")

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,10 @@ from nas.arch import Arch
 from nas.errors import InputError
 from nas.graph import count
 from nas.runs import slug, write_atomic
-from nas.search import Constraint, Objective, Problem, make_searcher, run_search
+from nas.search import Constraint, Evaluation, Objective, Problem, make_searcher, run_search
 from nas.search.history import History
 from nas.search.results import write_report
+from nas.search.surrogate import RefittedAccuracy, SurrogateSettings
 from nas.trained import TrainedRun
 
 CARD_FORMAT = "nas-model-card"
@@ -66,10 +68,12 @@ def build_problem(
     devices: Sequence[Device],
     budgets_ms: Sequence[float],
     macs_limit: float | None = None,
+    accuracy=None,
 ) -> Problem:
-    """Maximise validation accuracy; minimise latency on the first device; latency <= budget on
-    every device; MACs <= limit (millions) when given."""
-    objectives = [Objective("val_top1", run.accuracy, maximize=True)]
+    """Maximise validation accuracy (measured on the supernet, or ``accuracy`` -- e.g. a
+    :class:`~nas.search.surrogate.RefittedAccuracy`); minimise latency on the first device;
+    latency <= budget on every device; MACs <= limit (millions) when given."""
+    objectives = [Objective("val_top1", accuracy or run.accuracy, maximize=True)]
     objectives.append(Objective(devices[0].metric, devices[0].latency, maximize=False, unit="ms"))
     constraints = [
         Constraint(d.metric, d.latency, float(b), "ms")
@@ -91,14 +95,60 @@ def search_run(
     macs_limit: float | None = None,
     batch_size: int = 20,
     progress: bool = True,
+    workers: int = 1,
+    surrogate: SurrogateSettings | None = None,
 ) -> tuple[Path, dict]:
-    """Run (or resume) one search; return its folder and report."""
-    problem = build_problem(run, devices, budgets_ms, macs_limit)
+    """Run (or resume) one search; return its folder and report. ``workers`` > 1 evaluates the
+    supernet on that many Ray actors (:meth:`TrainedRun.parallel`).
+
+    With ``surrogate``, accuracy comes from a predictor refitted on supernet measurements as the
+    search goes (:class:`~nas.search.surrogate.RefittedAccuracy`); the best archs per budget are
+    measured before the report is written, so the reported best is a measured accuracy.
+    """
+    accuracy = None
+    if surrogate is not None:
+        accuracy = RefittedAccuracy(run.space, run.accuracy, surrogate, seed)
+        accuracy.remember(run.measured())
+    problem = build_problem(run, devices, budgets_ms, macs_limit, accuracy)
     budget = "_".join(f"{b:g}ms" for b in budgets_ms)
     folder = run.folder / "search" / (name or slug(f"{algorithm}-{devices[0].path.stem}-{budget}"))
     searcher = make_searcher(algorithm, problem, seed, folder)
-    found = run_search(problem, searcher, evaluations, folder, batch_size, progress)
-    return folder, write_report(found, problem, folder, algorithm)
+    with run.parallel(workers) if workers > 1 else nullcontext():
+        found = run_search(problem, searcher, evaluations, folder, batch_size, progress)
+        if accuracy is not None:
+            found = _with_best_measured(found, problem, run)
+    extra = None if accuracy is None else {"accuracy_predictor": accuracy.summary()}
+    return folder, write_report(found, problem, folder, algorithm, extra)
+
+
+#: Archs per budget measured on the supernet before a predicted winner is reported or shipped.
+VERIFY_TOP = 5
+
+
+def _with_best_measured(
+    found: list[Evaluation], problem: Problem, run: TrainedRun
+) -> list[Evaluation]:
+    """``found`` with the accuracies of the best feasible archs measured (:func:`verify_best`)."""
+    name = problem.primary.name
+    values = verify_best({e.arch: e.objectives[name] for e in found if e.feasible}, run)
+    return [
+        replace(e, objectives={**e.objectives, name: values[e.arch]}) if e.arch in values else e
+        for e in found
+    ]
+
+
+def verify_best(accuracy: dict[Arch, float], run: TrainedRun) -> dict[Arch, float]:
+    """``accuracy`` (predicted or measured, per arch) with every measurement the run has, and
+    more measured on the supernet until the :data:`VERIFY_TOP` highest are all measurements."""
+    measured = run.measured()
+    values = {a: measured.get(a, v) for a, v in accuracy.items()}
+    while True:
+        top = sorted(values, key=values.__getitem__, reverse=True)[:VERIFY_TOP]
+        pending = [a for a in top if a not in measured]
+        if not pending:
+            return values
+        for arch, value in zip(pending, run.accuracy(pending), strict=True):
+            measured[arch] = values[arch] = float(value)
 
 
 def searched_archs(run: TrainedRun) -> dict[Arch, float]:
@@ -112,7 +162,10 @@ def searched_archs(run: TrainedRun) -> dict[Arch, float]:
 
 
 def best_for_device(run: TrainedRun, device: Device, budget_ms: float) -> tuple[Arch, float, float]:
-    """(arch, val accuracy, predicted ms) of the most accurate searched arch under budget."""
+    """(arch, val accuracy, predicted ms) of the most accurate searched arch under budget.
+
+    Searches with an accuracy predictor record predictions: the winner is the best measured one
+    (:func:`verify_best`)."""
     accuracy = searched_archs(run)
     if not accuracy:
         raise NoCandidateError(
@@ -127,8 +180,9 @@ def best_for_device(run: TrainedRun, device: Device, budget_ms: float) -> tuple[
             f"no searched arch runs under {budget_ms:g} ms on {device.name}; searched archs "
             f"range {latency.min():.3g}-{latency.max():.3g} ms: search with this budget first"
         )
-    best = max(feasible, key=lambda i: accuracy[archs[i]])
-    return archs[best], accuracy[archs[best]], float(latency[best])
+    values = verify_best({archs[i]: accuracy[archs[i]] for i in feasible}, run)
+    best = max(feasible, key=lambda i: values[archs[i]])
+    return archs[best], values[archs[best]], float(latency[best])
 
 
 def extract_for_device(

@@ -14,6 +14,9 @@ one averaged reduction per optimizer step is all data parallelism needs here.
 Worker 0 writes the run folder (checkpoints in the single-process format, metrics, evaluation);
 a run can be resumed with the same command, and its checkpoints load into a single-process
 supernet (``nas.supernet.checkpoint.load_supernet``).
+
+:func:`local_ray` starts the local Ray instance that training and parallel supernet evaluation
+(:mod:`nas.parallel`) run in.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import builtins
 import json
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +49,6 @@ def train_distributed(
     """
     # Worker output goes to the driver once (Ray Train's print patch would log it twice).
     os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
-    import ray
     import torch
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -56,15 +60,7 @@ def train_distributed(
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     use_gpu = torch.cuda.is_available() and config.device != "cpu"
-    started_here = not ray.is_initialized()
-    original_print = builtins.print  # the Ray driver may patch print for its progress bars
-    if started_here:
-        ray.init(
-            num_cpus=num_cpus or config.workers,
-            include_dashboard=False,
-            logging_level=logging.WARNING,
-        )
-    try:
+    with local_ray(num_cpus or config.workers):
         trainer = TorchTrainer(
             _worker,
             train_loop_config={
@@ -80,14 +76,28 @@ def train_distributed(
             run_config=RunConfig(name="train", storage_path=str(out / "ray")),
         )
         trainer.fit()
-    finally:
-        if started_here:
-            ray.shutdown()
-            builtins.print = original_print
     payload = read_checkpoint(out / LAST)
     step, total = int(payload["step"]), int(payload["total_steps"])
     final = json.loads((out / FINAL).read_text()) if step >= total else None
     return RunResult(step, total, step >= total, final)
+
+
+@contextmanager
+def local_ray(num_cpus: int) -> Iterator[None]:
+    """A local Ray instance with ``num_cpus`` CPUs for the block, shut down at its end; when Ray
+    is already running, that instance is used and left running."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    original_print = builtins.print  # the Ray driver may patch print for its progress bars
+    ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        builtins.print = original_print
 
 
 def _worker(loop_config: dict[str, Any]) -> None:

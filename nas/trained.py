@@ -2,16 +2,19 @@
 
 Accuracies are BN-recalibrated top-1 on a split, cached per arch in the run folder
 (``accuracy_cache.jsonl``, tagged with the checkpoint's step), so searches and extraction never
-evaluate the same subnet twice.
+evaluate the same subnet twice. Archs missing from the cache are evaluated in this process, or
+on Ray actors inside :meth:`TrainedRun.parallel`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -24,8 +27,14 @@ from nas.train.config import CONFIG_FILE, read_config
 from nas.train.data import DataSet, load_data
 from nas.train.evaluate import calibration_images, evaluate_archs, evaluation_copy
 
+if TYPE_CHECKING:
+    from nas.parallel import RayEvaluator
+
 CACHE_FILE = "accuracy_cache.jsonl"
 CHECKPOINTS = ("best.pt", "last.pt")
+
+#: Computes the top-1 of archs on a split (by name): in this process, or on Ray actors.
+Evaluator = Callable[[Sequence[Arch], str], list[float]]
 
 
 class RunFolderError(InputError):
@@ -42,6 +51,7 @@ class TrainedRun:
     calibration: torch.Tensor
     batch_size: int
     _cache: dict[tuple[Arch, str], float] = field(default_factory=dict, repr=False)
+    _evaluator: Evaluator | None = field(default=None, repr=False)
 
     @property
     def space(self):
@@ -84,12 +94,30 @@ class TrainedRun:
         """Top-1 (0..1) of each arch after BN recalibration, from the cache when known."""
         missing = list(dict.fromkeys(a for a in archs if (a, split) not in self._cache))
         if missing:
-            net = evaluation_copy(self.supernet)
-            results = evaluate_archs(
-                net, missing, self.calibration, [getattr(self.data, split)], self.batch_size
-            )
-            self._store([(a, split, r[0]) for a, r in zip(missing, results, strict=True)])
+            evaluate = self._evaluator or self._evaluate_here
+            top1s = evaluate(missing, split)
+            self._store([(a, split, t) for a, t in zip(missing, top1s, strict=True)])
         return np.array([self._cache[(a, split)] for a in archs])
+
+    @contextmanager
+    def parallel(self, workers: int) -> Iterator[RayEvaluator]:
+        """Inside the block, :meth:`accuracy` computes the archs it lacks on ``workers`` Ray
+        actors (:mod:`nas.parallel`), with the same results; they stop at the block's end."""
+        from nas.parallel import RayEvaluator
+
+        evaluator = RayEvaluator(self, workers)
+        previous, self._evaluator = self._evaluator, evaluator
+        try:
+            yield evaluator
+        finally:
+            self._evaluator = previous
+            evaluator.close()
+
+    def _evaluate_here(self, archs: Sequence[Arch], split: str) -> list[float]:
+        """The default evaluator: top-1 of ``archs`` computed in this process."""
+        net = evaluation_copy(self.supernet)
+        splits = [getattr(self.data, split)]
+        return [r[0] for r in evaluate_archs(net, archs, self.calibration, splits, self.batch_size)]
 
     def _store(self, rows: list[tuple[Arch, str, float]]) -> None:
         lines = []
@@ -123,6 +151,10 @@ class TrainedRun:
             if record.get("checkpoint") == self.checkpoint.name and record.get("step") == self.step:
                 arch = Arch.from_dict(record["arch"])
                 self._cache[(arch, record["split"])] = record["top1"]
+
+    def measured(self, split: str = "val") -> dict[Arch, float]:
+        """Every accuracy on ``split`` measured so far for this checkpoint (from the cache)."""
+        return {arch: top1 for (arch, s), top1 in self._cache.items() if s == split}
 
     def extract(self, arch: Arch, recalibrate: bool = True):
         """The standalone model of ``arch`` with BN statistics recalibrated on training images."""

@@ -60,6 +60,34 @@ def test_search_then_extract_ships_a_model_with_its_card(pipeline):
     assert session.run(None, {"image": image})[0].shape == (1, 10)
 
 
+def test_search_with_a_refitted_predictor_reports_a_measured_best(pipeline, capsys):
+    from nas.trained import TrainedRun
+
+    _, run, profile = pipeline
+    budget = f"{_budget(run, profile):.4f}"
+    search = f"search --run {run} --device {profile} --latency-ms {budget} --evaluations 30 "
+    search += "--batch-size 10 --accuracy ridge --warmup 10 --verify 0.2 --name predicted"
+    assert main(search.split()) == 0
+    assert "accuracy predictor ridge" in capsys.readouterr().out
+    results = json.loads((run / "search" / "predicted" / "results.json").read_text())
+    summary = results["accuracy_predictor"]
+    assert summary["predictor"] == "ridge" and summary["heldout_checks"] >= 2
+    assert summary["measured"] < 30  # most archs were predicted, not measured
+    (part,) = results["per_constraint"].values()
+    best = part["best"]
+    measured = TrainedRun.open(run).measured()
+    arch = next(a for a in measured if a.to_dict() == best["arch"])
+    assert best["objectives"]["val_top1"] == measured[arch]  # the reported best is measured
+
+
+def test_unknown_accuracy_source_is_named_with_the_choices(pipeline, capsys):
+    _, run, profile = pipeline
+    search = f"search --run {run} --device {profile} --latency-ms 1 --accuracy oracle"
+    assert main(search.split()) == 2
+    err = capsys.readouterr().err
+    assert "unknown accuracy predictor 'oracle'" in err and "supernet" in err and "mlp" in err
+
+
 def test_impossible_budget_is_refused_with_the_feasible_range(pipeline, capsys):
     _, run, profile = pipeline
     search = f"search --run {run} --device {profile} --latency-ms 0.000001 --evaluations 5"

@@ -176,3 +176,44 @@ def test_search_package_does_not_import_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_refitted_accuracy_measures_warmup_then_only_the_verified_share():
+    from nas.search.surrogate import RefittedAccuracy, SurrogateSettings
+
+    space = search_spaces.get("hybrid-tiny")
+    calls = []
+
+    def measure(archs):
+        calls.append(len(archs))
+        return _capacity(archs)
+
+    accuracy = RefittedAccuracy(space, measure, SurrogateSettings("ridge", 40, 0.25, 20))
+    rng = np.random.default_rng(0)
+    batches = [[space.sample(int(s)) for s in rng.integers(0, 2**31, 20)] for _ in range(8)]
+    for batch in batches[:2]:
+        assert np.allclose(accuracy(batch), _capacity(batch))  # warm-up: all measured
+    assert sum(calls) == len(accuracy.measured) == 40
+    for batch in batches[2:]:
+        before = len(accuracy.measured)
+        fresh = [a for a in dict.fromkeys(batch) if a not in accuracy.measured]
+        values = accuracy(batch)
+        assert len(accuracy.measured) - before == int(np.ceil(0.25 * len(fresh)))
+        measured = [i for i, a in enumerate(batch) if a in accuracy.measured]
+        assert np.allclose(values[measured], _capacity([batch[i] for i in measured]))
+    assert sum(calls) < 8 * 20 and accuracy.fits >= 2  # refitted as measurements came in
+    summary = accuracy.summary()
+    assert summary["heldout_checks"] == 6 * 5
+    assert summary["heldout_kendall_tau"] > 0.3  # a smooth proxy ranks well
+
+
+def test_refitted_accuracy_starts_from_earlier_measurements():
+    from nas.search.surrogate import RefittedAccuracy, SurrogateSettings
+
+    space = search_spaces.get("hybrid-tiny")
+    known = [space.sample(s) for s in range(30)]
+    settings = SurrogateSettings("ridge", warmup=30, verify=0.0)
+    accuracy = RefittedAccuracy(space, lambda archs: pytest.fail("measured"), settings)
+    accuracy.remember(dict(zip(known, _capacity(known), strict=True)))
+    values = accuracy([space.sample(s) for s in range(100, 110)])  # predicted, none measured
+    assert values.shape == (10,) and np.isfinite(values).all() and accuracy.fits == 1

@@ -115,9 +115,14 @@ def plot_front(
 
 
 def write_report(
-    evaluations: Sequence[Evaluation], problem: Problem, folder: Path, algorithm: str
+    evaluations: Sequence[Evaluation],
+    problem: Problem,
+    folder: Path,
+    algorithm: str,
+    extra: dict | None = None,
 ) -> dict:
-    """``results.json`` and one ``pareto_<cost>.png`` per latency/cost constraint."""
+    """``results.json`` (with ``extra`` entries) and one ``pareto_<cost>.png`` per latency/cost
+    constraint."""
     folder = Path(folder)
     costs = [c for c in problem.constraints] or []
     report = {
@@ -147,6 +152,7 @@ def write_report(
             "pareto_front": [_record(e) for e in front],
             "plot": plot.name,
         }
+    report.update(extra or {})
     write_atomic(folder / "results.json", json.dumps(report, indent=2) + "\n")
     return report
 

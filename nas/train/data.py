@@ -198,6 +198,16 @@ def eval_batches(split: Split, batch_size: int) -> Iterator[tuple[torch.Tensor, 
         yield split.x[start : start + batch_size], split.y[start : start + batch_size]
 
 
+def shard(split: Split, index: int, count: int, batch_size: int) -> Split:
+    """Part ``index`` of ``count`` of ``split``: a contiguous run of its evaluation batches, so the
+    shards' :func:`eval_batches` are together exactly the batches of the whole split (a copy:
+    it does not keep the whole split alive)."""
+    batches = -(-len(split) // batch_size)
+    start = batches * index // count * batch_size
+    stop = batches * (index + 1) // count * batch_size
+    return Split(split.x[start:stop].clone(), split.y[start:stop].clone())
+
+
 def resize(x: torch.Tensor, size: int) -> torch.Tensor:
     """Images resized to ``size`` x ``size`` (bilinear, no antialiasing); unchanged if already."""
     if x.shape[-1] == size and x.shape[-2] == size:

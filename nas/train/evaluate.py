@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -57,8 +57,8 @@ def recalibrate_bn(
 
 
 @torch.no_grad()
-def top1(model: nn.Module, split: Split, resolution: int, batch_size: int = 256) -> float:
-    """Top-1 accuracy (0..1) of ``model`` in eval mode on ``split``."""
+def correct_count(model: nn.Module, split: Split, resolution: int, batch_size: int = 256) -> int:
+    """How many images of ``split`` ``model`` in eval mode classifies right (its top-1 class)."""
     was_training = model.training
     model.eval()
     device = _device(model)
@@ -67,7 +67,12 @@ def top1(model: nn.Module, split: Split, resolution: int, batch_size: int = 256)
         logits = model(resize(x.to(device), resolution))
         correct += int((logits.argmax(dim=-1).cpu() == y).sum())
     model.train(was_training)
-    return correct / max(1, len(split))
+    return correct
+
+
+def top1(model: nn.Module, split: Split, resolution: int, batch_size: int = 256) -> float:
+    """Top-1 accuracy (0..1) of ``model`` in eval mode on ``split``."""
+    return correct_count(model, split, resolution, batch_size) / max(1, len(split))
 
 
 def calibration_images(train: Split, count: int) -> torch.Tensor:
@@ -85,6 +90,17 @@ def evaluation_copy(supernet: Supernet, state: dict[str, torch.Tensor] | None = 
     return net
 
 
+def recalibrated(
+    net: Supernet, archs: Sequence[Arch], calibration: torch.Tensor, batch_size: int = 256
+) -> Iterator[Arch]:
+    """Each arch in turn, made ``net``'s active arch with its BN statistics recalibrated on
+    ``calibration``. ``net`` is modified: pass an :func:`evaluation_copy`."""
+    for arch in archs:
+        net.set_arch(arch)
+        recalibrate_bn(net, calibration, arch.resolution, batch_size)
+        yield arch
+
+
 def evaluate_archs(
     net: Supernet,
     archs: Sequence[Arch],
@@ -94,12 +110,10 @@ def evaluate_archs(
 ) -> list[list[float]]:
     """For each arch: recalibrate BN, then top-1 on each split. ``net`` is modified (its BN
     statistics and active arch): pass an :func:`evaluation_copy`."""
-    results = []
-    for arch in archs:
-        net.set_arch(arch)
-        recalibrate_bn(net, calibration, arch.resolution, batch_size)
-        results.append([top1(net, split, arch.resolution, batch_size) for split in splits])
-    return results
+    return [
+        [top1(net, split, arch.resolution, batch_size) for split in splits]
+        for arch in recalibrated(net, archs, calibration, batch_size)
+    ]
 
 
 def make_probes(levels: Levels, per_level: int, seed: int) -> list[Probe]:
