@@ -1,6 +1,6 @@
 """Data-parallel training on Ray Train: 2 CPU workers (gloo) on a tiny run.
 
-Starting Ray and its workers takes most of this test's 30-40 s; it runs in the normal suite.
+Starting Ray and its workers takes most of the time; it runs in the normal suite.
 """
 
 from __future__ import annotations
@@ -20,7 +20,19 @@ pytestmark = [
 ]
 
 
-def test_two_ray_workers_train_and_their_checkpoint_loads_in_one_process(tmp_path, tiny_space):
+@pytest.fixture(scope="module")
+def ray_instance():
+    """One local Ray instance for the module (starting one takes seconds)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False)
+    yield
+    ray.shutdown()
+
+
+def test_two_ray_workers_train_resume_and_their_checkpoint_loads_in_one_process(
+    tmp_path, tiny_space, ray_instance
+):
     from nas.distributed import train_distributed
 
     config = TrainConfig(
@@ -42,7 +54,7 @@ def test_two_ray_workers_train_and_their_checkpoint_loads_in_one_process(tmp_pat
         workers=2,
     )
     out = tmp_path / "run"
-    result = train_distributed(config, out, space=tiny_space, num_cpus=2)
+    result = train_distributed(config, out, space=tiny_space)
     assert result.finished and result.step == 40
     losses = [
         json.loads(line)["loss"]
@@ -57,3 +69,20 @@ def test_two_ray_workers_train_and_their_checkpoint_loads_in_one_process(tmp_pat
     logits = supernet.eval()(torch.randn(2, 1, 8, 8))
     assert logits.shape == (2, 10) and torch.isfinite(logits).all()
     assert result.final is not None and "mean_test_top1" in result.final
+
+    # Stopped half-way (as a kill after a checkpoint would leave it) and run again: the same
+    # weights as the uninterrupted run.
+    resumed = tmp_path / "resumed"
+    half = train_distributed(config, resumed, max_steps=20, space=tiny_space)
+    assert not half.finished and half.step == 20
+    again = train_distributed(config, resumed, space=tiny_space)
+    assert again.finished and again.step == 40
+    steps = [
+        json.loads(line)["step"]
+        for line in (resumed / "metrics.jsonl").read_text().splitlines()
+        if '"kind": "train"' in line
+    ]
+    assert steps == sorted(set(steps)) and len(steps) == 40  # no step lost or repeated
+    whole, parts = read_checkpoint(out / "last.pt"), read_checkpoint(resumed / "last.pt")
+    for name, tensor in whole["model"].items():
+        assert torch.equal(tensor, parts["model"][name]), name
