@@ -27,7 +27,11 @@ Timing protocol (:func:`time_runners`): each runner is called ``warmup`` times, 
 of a batch are called round-robin ``repeats`` times (more for runners of a few microseconds, see
 :class:`TimingProtocol`), each call timed alone with
 ``time.perf_counter_ns`` and the garbage collector off, so that a burst of load from another
-process spreads over many measurements instead of spoiling a few. A measurement keeps the median,
+process spreads over many measurements instead of spoiling a few. With ``rewarm`` (the default
+for new profiles), each timed call follows an untimed call of the same runner: the timed call
+finds the runner's weights and buffers in cache, as a model run on its own over and over does,
+rather than the previous runner's (a model timed round-robin among others measured about 25%
+slower than timed alone, and its time depended on its neighbours). A measurement keeps the median,
 the quartiles and the minimum; the profile's ``statistic`` (median by default) names the one the
 predictor uses.
 """
@@ -80,6 +84,7 @@ class TimingProtocol:
     statistic: str = "median"
     min_time_ms: float = 10.0
     max_factor: int = 20
+    rewarm: bool = True
 
     def __post_init__(self) -> None:
         if self.warmup < 0:
@@ -97,6 +102,7 @@ class TimingProtocol:
             "repeats": self.repeats,
             "statistic": self.statistic,
             "min_time_ms": self.min_time_ms,
+            "rewarm": self.rewarm,
         }
 
     def repeats_for(self, estimate_ms: float) -> int:
@@ -176,6 +182,8 @@ def time_runners(runners: Sequence[Runner], protocol: TimingProtocol, context=No
             for run, out, count in zip(runners, samples, counts, strict=True):
                 if round_ >= count:
                     continue
+                if protocol.rewarm:
+                    run()
                 start = clock()
                 run()
                 out.append(clock() - start)

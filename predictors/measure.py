@@ -79,9 +79,12 @@ class MeasureSettings:
     chunk: int = 16
     seed: int = 0
     device: str | None = None
+    rewarm: bool = True
 
     def protocol(self) -> TimingProtocol:
-        return TimingProtocol(self.warmup, self.repeats, self.statistic, self.min_time_ms)
+        return TimingProtocol(
+            self.warmup, self.repeats, self.statistic, self.min_time_ms, rewarm=self.rewarm
+        )
 
     def stored(self) -> dict[str, Any]:
         """The settings a resumed job must share with the profile."""
@@ -93,6 +96,7 @@ class MeasureSettings:
             "passes": self.passes,
             "statistic": self.statistic,
             "min_time_ms": self.min_time_ms,
+            "rewarm": self.rewarm,
             "resolutions": list(self.resolutions) if self.resolutions else None,
         }
 

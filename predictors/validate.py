@@ -98,6 +98,7 @@ def measure_archs(
         int(settings.get("repeats", 30)),
         profile.statistic,
         float(settings.get("min_time_ms", 10.0)),
+        rewarm=bool(settings.get("rewarm", False)),  # profiles from before it: as they were timed
     )
     passes = int(settings.get("passes", 1))
     best = np.full(len(archs), np.inf)

@@ -113,3 +113,18 @@ def test_too_many_configurations_are_sampled_adaptively(tmp_path, tiny_space):
     archs = [dataclasses.replace(tiny_space.sample(i), resolution=12) for i in range(20)]
     assert predictor.regressed(archs).any()
     assert np.all(predictor.predict(archs) > 0)
+
+
+def test_each_timed_call_follows_a_call_of_the_same_runner():
+    from predictors.backends import TimingProtocol, time_runners
+
+    calls: list[str] = []
+    runners = [lambda name=name: calls.append(name) for name in "abc"]
+    protocol = TimingProtocol(warmup=1, repeats=4, min_time_ms=0.0)
+    timings = time_runners(runners, protocol)
+    assert [t.repeats for t in timings] == [4, 4, 4]
+    rounds = calls[3:]  # after one warm-up call each
+    assert rounds == ["a", "a", "b", "b", "c", "c"] * 4  # an untimed re-warm, then the timed call
+    calls.clear()
+    time_runners(runners, TimingProtocol(warmup=1, repeats=4, min_time_ms=0.0, rewarm=False))
+    assert calls[3:] == ["a", "b", "c"] * 4
