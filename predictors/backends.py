@@ -82,7 +82,7 @@ class TimingProtocol:
     warmup: int = 10
     repeats: int = 30
     statistic: str = "median"
-    min_time_ms: float = 10.0
+    min_time_ms: float = 40.0
     max_factor: int = 20
     rewarm: bool = True
 
@@ -91,6 +91,8 @@ class TimingProtocol:
             raise ProtocolError(f"warmup = {self.warmup} must be >= 0")
         if self.repeats < 1:
             raise ProtocolError(f"repeats = {self.repeats} must be >= 1")
+        if self.min_time_ms < 0:
+            raise ProtocolError(f"min_time_ms = {self.min_time_ms} must be >= 0")
         if self.statistic not in STATISTICS:
             raise ProtocolError(
                 f"statistic = {self.statistic!r} is not supported; choices: {', '.join(STATISTICS)}"

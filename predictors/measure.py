@@ -69,7 +69,7 @@ class MeasureSettings:
     repeats: int = 30
     passes: int = 2
     statistic: str = "median"
-    min_time_ms: float = 10.0
+    min_time_ms: float = 40.0
     resolutions: tuple[int, ...] | None = None
     max_exact: int = 4000
     models: int = 16
