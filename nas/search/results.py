@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -105,7 +106,8 @@ def plot_front(
             )
     ax.set_xlabel(cost)
     ax.set_ylabel(problem.primary.name)
-    ax.set_title(f"{problem.space.name}: {problem.primary.name} vs {cost}")
+    title = f"{problem.space.name}: {problem.primary.name} vs {cost}"
+    ax.set_title(textwrap.fill(title, 60), fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
