@@ -14,7 +14,7 @@ from pathlib import Path
 from nas.errors import InputError
 
 #: Statistic of each pass when --statistic is not given.
-DEFAULT_STATISTIC = {"onnxruntime": "min", "torch": "q25"}
+DEFAULT_STATISTIC = {"onnxruntime": "min", "torch": "min"}
 
 
 class DeviceCommandError(InputError):
@@ -43,9 +43,8 @@ def register(subparsers) -> None:
     p.add_argument("--passes", type=int, default=2, help="measurement passes (default 2)")
     p.add_argument(
         "--statistic",
-        help="median, q25, min or mean of each pass (default: min for onnxruntime, whose "
-        "sub-millisecond runs other processes only ever slow down, so the fastest run is the "
-        "repeatable figure; q25 for torch)",
+        help="median, q25, min or mean of each pass (default min: other processes only ever "
+        "slow a run down, so on a shared machine the fastest run is the repeatable figure)",
     )
     p.add_argument(
         "--min-time-ms",
