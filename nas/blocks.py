@@ -127,12 +127,19 @@ class Attention(nn.Module):
         return self.pos_table[:, self.pos_index]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, tokens, _ = x.shape
-        heads, dim, v_dim, side = self.heads, self.head_dim, self.v_dim, self.side
-        q = self.q(x).view(batch, tokens, heads, dim).transpose(1, 2)
-        k = self.k(x).view(batch, tokens, heads, dim).transpose(1, 2)
+        batch = x.shape[0]
         v = self.v(x)
-        local = self.v_local(v.transpose(1, 2).reshape(batch, heads * v_dim, side, side))
+        local = self.v_local(v.transpose(1, 2).reshape(batch, -1, self.side, self.side))
+        out = self.core(self.q(x), self.k(x), v) + local.flatten(2).transpose(1, 2)
+        return self.proj(self.act(out))
+
+    def core(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Queries, keys, values (batch, tokens, channels) -> the heads' outputs, concatenated:
+        softmax with the position bias, or ReLU-linear."""
+        batch, tokens, _ = q.shape
+        heads, dim, v_dim = self.heads, self.head_dim, self.v_dim
+        q = q.view(batch, tokens, heads, dim).transpose(1, 2)
+        k = k.view(batch, tokens, heads, dim).transpose(1, 2)
         v = v.view(batch, tokens, heads, v_dim).transpose(1, 2)
         if self.kind == "softmax":
             scores = (q @ k.transpose(-2, -1)) * dim**-0.5 + self.position_bias()
@@ -142,9 +149,7 @@ class Attention(nn.Module):
             numerator = q @ (k.transpose(-2, -1) @ v)
             denominator = q @ k.sum(dim=2, keepdim=True).transpose(-2, -1)
             out = numerator / (denominator + LINEAR_ATTENTION_EPS)
-        out = out.transpose(1, 2).reshape(batch, tokens, heads * v_dim)
-        out = out + local.flatten(2).transpose(1, 2)
-        return self.proj(self.act(out))
+        return out.transpose(1, 2).reshape(batch, tokens, heads * v_dim)
 
 
 class Mlp(nn.Module):

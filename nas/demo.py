@@ -82,42 +82,16 @@ def run_demo(out: Path, seed: int = 0, epochs: int = 10, evaluations: int = 150)
         ],
     )
     budget = _budget(profile, run)
+    target = ["--run", str(run), "--device", str(profile), "--latency-ms", str(budget)]
     _step(
         f"search the supernet for the most accurate subnet under {budget} ms",
-        [
-            "search",
-            "--run",
-            str(run),
-            "--device",
-            str(profile),
-            "--latency-ms",
-            str(budget),
-            "--algorithm",
-            "evolution",
-            "--evaluations",
-            str(evaluations),
-            "--name",
-            "demo",
-            "--seed",
-            str(seed),
-        ],
+        ["search", *target, "--algorithm", "evolution", "--name", "demo"]
+        + ["--evaluations", str(evaluations), "--seed", str(seed)],
     )
     model = out / "model.onnx"
     _step(
         "extract the winner to ONNX with BN recalibration, test accuracy and a model card",
-        [
-            "extract",
-            "--run",
-            str(run),
-            "--device",
-            str(profile),
-            "--latency-ms",
-            str(budget),
-            "--format",
-            "onnx",
-            "--out",
-            str(model),
-        ],
+        ["extract", *target, "--format", "onnx", "--out", str(model)],
     )
     search = run / "search" / "demo"
     print(f"\ndemo finished in {(time.perf_counter() - start) / 60:.1f} min")

@@ -1,4 +1,4 @@
-"""Ray: data-parallel supernet training on Ray Train.
+"""Ray: data-parallel supernet training on Ray Train, and supernet evaluation on Ray actors.
 
 :func:`train_distributed` runs ``config.workers`` copies of :class:`nas.train.trainer.Trainer`
 under Ray Train's ``TorchTrainer`` (gloo on CPU, NCCL on GPUs). Every worker builds the same
@@ -16,7 +16,20 @@ a run can be resumed with the same command, and its checkpoints load into a sing
 supernet (``nas.supernet.checkpoint.load_supernet``).
 
 :func:`local_ray` starts the local Ray instance that training and parallel supernet evaluation
-(:mod:`nas.parallel`) run in.
+run in.
+
+Parallel evaluation: :class:`RayEvaluator` starts ``workers`` Ray actors for an opened run. Each
+receives the run's supernet weights, its BN calibration images and shard k of N of every split (a
+contiguous run of whole evaluation batches, :func:`nas.train.data.shard`). For a list of archs every actor
+recalibrates BN on the same calibration images as the in-process path, so it holds the same
+statistics, and counts the correct predictions on its shard; an arch's accuracy is the sum of the
+counts over the sum of the shard sizes: the in-process top-1 exactly (the same images in the same
+batches, after the same recalibration).
+
+An actor that dies (its process killed, out of memory) is replaced by a fresh one for the same
+shard, which is given that shard's archs again; after ``max_restarts`` replacements in one call
+the evaluator gives up with :class:`WorkerError`. Use it through
+:meth:`nas.trained.TrainedRun.parallel`, which keeps the run's accuracy cache in one place.
 """
 
 from __future__ import annotations
@@ -25,13 +38,25 @@ import builtins
 import json
 import logging
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import ray
+import torch
+from ray.exceptions import RayActorError
+
+from nas.arch import Arch
 from nas.space import SearchSpace
+from nas.supernet import Supernet
 from nas.train.config import TrainConfig
+from nas.train.data import Split, shard
+from nas.train.evaluate import correct_count, recalibrated
+
+if TYPE_CHECKING:
+    from nas.trained import TrainedRun
 
 
 def train_distributed(
@@ -49,7 +74,6 @@ def train_distributed(
     """
     # Worker output goes to the driver once (Ray Train's print patch would log it twice).
     os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
-    import torch
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -86,8 +110,6 @@ def train_distributed(
 def local_ray(num_cpus: int) -> Iterator[None]:
     """A local Ray instance with ``num_cpus`` CPUs for the block, shut down at its end; when Ray
     is already running, that instance is used and left running."""
-    import ray
-
     if ray.is_initialized():
         yield
         return
@@ -103,7 +125,6 @@ def local_ray(num_cpus: int) -> Iterator[None]:
 def _worker(loop_config: dict[str, Any]) -> None:
     """One Ray Train worker: a Trainer with this worker's rank and the world size."""
     import ray.train
-    import torch
 
     from nas.train.trainer import Trainer
 
@@ -122,3 +143,136 @@ def _worker(loop_config: dict[str, Any]) -> None:
     )
     result = trainer.run(loop_config["max_steps"])
     ray.train.report({"step": result.step, "finished": result.finished})
+
+
+# --------------------------------------------------------------------- evaluation
+
+#: The splits every actor holds a shard of.
+SPLITS = ("train", "val", "test")
+
+
+class WorkerError(RuntimeError):
+    """Evaluation workers kept dying: more replacements in one call than allowed."""
+
+
+class ShardWorker:
+    """One actor's state: the supernet on its device, the calibration images, a shard per split."""
+
+    def __init__(
+        self,
+        space: dict,
+        state: dict[str, torch.Tensor],
+        calibration: torch.Tensor,
+        shards: dict[str, Split],
+        batch_size: int,
+        device: str,
+    ) -> None:
+        self.net = Supernet(SearchSpace.from_dict(space))
+        self.net.load_state_dict(state)
+        self.net.to(device).eval()
+        self.calibration = calibration
+        self.shards = shards
+        self.batch_size = batch_size
+
+    def correct(self, archs: Sequence[Arch], split: str) -> list[tuple[int, int]]:
+        """(correct, total) on this actor's shard of ``split`` for each arch, after BN
+        recalibration."""
+        part = self.shards[split]
+        return [
+            (correct_count(self.net, part, arch.resolution, self.batch_size), len(part))
+            for arch in recalibrated(self.net, archs, self.calibration, self.batch_size)
+        ]
+
+
+class RayEvaluator:
+    """BN-recalibrated top-1 of archs on a run's split, computed by ``workers`` Ray actors.
+
+    Starts a local Ray instance (one CPU per worker) unless one is running; :meth:`close` stops
+    the actors (and that instance). ``restarts`` counts the actors replaced so far.
+    """
+
+    def __init__(self, run: TrainedRun, workers: int, max_restarts: int = 3) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, not {workers}")
+        self.workers = workers
+        self.max_restarts = max_restarts
+        self.restarts = 0
+        self.actors: list[ray.actor.ActorHandle] = []
+        self._stack = ExitStack()
+        self._stack.enter_context(local_ray(workers))
+        try:
+            gpus = _gpus_per_actor(run, workers)
+            self._actor_class = ray.remote(num_cpus=1, num_gpus=gpus)(ShardWorker)
+            state = {k: v.detach().cpu() for k, v in run.supernet.state_dict().items()}
+            self._args = (
+                run.space.to_dict(),
+                ray.put(state),
+                ray.put(run.calibration.cpu()),
+            )
+            self._shards = [
+                ray.put(
+                    {s: shard(getattr(run.data, s), k, workers, run.batch_size) for s in SPLITS}
+                )
+                for k in range(workers)
+            ]
+            self._batch_size = run.batch_size
+            self._device = "cuda" if gpus else "cpu"
+            self.actors = [self._start(k) for k in range(workers)]
+        except BaseException:
+            self.close()
+            raise
+
+    def __call__(self, archs: Sequence[Arch], split: str = "val") -> list[float]:
+        """Top-1 (0..1) of each arch on ``split``, summed over the actors' shards."""
+        archs = list(archs)
+        if not archs:
+            return []
+        pending = {self.actors[k].correct.remote(archs, split): k for k in range(self.workers)}
+        counts: dict[int, list[tuple[int, int]]] = {}
+        replaced = 0
+        while pending:
+            (ref,), _ = ray.wait(list(pending), num_returns=1)
+            k = pending.pop(ref)
+            try:
+                counts[k] = ray.get(ref)
+            except RayActorError as err:
+                replaced += 1
+                if replaced > self.max_restarts:
+                    raise WorkerError(
+                        f"gave up after {self.max_restarts} restarts of evaluation workers in "
+                        f"one call: worker {k} of {self.workers} died ({type(err).__name__})"
+                    ) from err
+                print(
+                    f"nas: warning: evaluation worker {k} of {self.workers} died; "
+                    f"restarting it and retrying its shard of {len(archs)} archs",
+                    file=sys.stderr,
+                )
+                self._replace(k)
+                pending[self.actors[k].correct.remote(archs, split)] = k
+        correct = [sum(counts[k][i][0] for k in counts) for i in range(len(archs))]
+        total = sum(counts[k][0][1] for k in counts)
+        return [c / max(1, total) for c in correct]
+
+    def close(self) -> None:
+        """Stop the actors, and Ray when it was started here."""
+        for actor in self.actors:
+            ray.kill(actor)
+        self.actors = []
+        self._stack.close()
+
+    def _start(self, k: int) -> ray.actor.ActorHandle:
+        return self._actor_class.remote(
+            *self._args, self._shards[k], self._batch_size, self._device
+        )
+
+    def _replace(self, k: int) -> None:
+        ray.kill(self.actors[k])  # in case it is only unreachable
+        self.actors[k] = self._start(k)
+        self.restarts += 1
+
+
+def _gpus_per_actor(run: TrainedRun, workers: int) -> float:
+    """A share of Ray's GPUs for each actor when the run is on a GPU, else none."""
+    if next(run.supernet.parameters()).device.type == "cpu":
+        return 0
+    return min(1.0, ray.cluster_resources().get("GPU", 0) / workers)

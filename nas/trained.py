@@ -28,7 +28,7 @@ from nas.train.data import DataSet, load_data
 from nas.train.evaluate import calibration_images, evaluate_archs, evaluation_copy
 
 if TYPE_CHECKING:
-    from nas.parallel import RayEvaluator
+    from nas.distributed import RayEvaluator
 
 CACHE_FILE = "accuracy_cache.jsonl"
 CHECKPOINTS = ("best.pt", "last.pt")
@@ -102,8 +102,8 @@ class TrainedRun:
     @contextmanager
     def parallel(self, workers: int) -> Iterator[RayEvaluator]:
         """Inside the block, :meth:`accuracy` computes the archs it lacks on ``workers`` Ray
-        actors (:mod:`nas.parallel`), with the same results; they stop at the block's end."""
-        from nas.parallel import RayEvaluator
+        actors (:mod:`nas.distributed`), with the same results; they stop at the block's end."""
+        from nas.distributed import RayEvaluator
 
         evaluator = RayEvaluator(self, workers)
         previous, self._evaluator = self._evaluator, evaluator

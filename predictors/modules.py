@@ -16,10 +16,8 @@ import warnings
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from nas.blocks import (
-    LINEAR_ATTENTION_EPS,
     Attention,
     ClassifierHead,
     ConvBNAct,
@@ -139,7 +137,8 @@ class ChainKernel(nn.Module):
 
 
 class AttentionCore(nn.Module):
-    """Scores to context of :class:`nas.blocks.Attention` (its forward between the projections)."""
+    """Scores to context of :class:`nas.blocks.Attention` (its :meth:`~nas.blocks.Attention.core`,
+    between the projections)."""
 
     def __init__(self, spec: KernelSpec):
         super().__init__()
@@ -163,21 +162,7 @@ class AttentionCore(nn.Module):
             setattr(self.attn, name, nn.Identity())
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        a = self.attn
-        batch, tokens, _ = q.shape
-        heads, dim, v_dim = a.heads, a.head_dim, a.v_dim
-        q = q.view(batch, tokens, heads, dim).transpose(1, 2)
-        k = k.view(batch, tokens, heads, dim).transpose(1, 2)
-        v = v.view(batch, tokens, heads, v_dim).transpose(1, 2)
-        if a.kind == "softmax":
-            scores = (q @ k.transpose(-2, -1)) * dim**-0.5 + a.position_bias()
-            out = scores.softmax(dim=-1) @ v
-        else:
-            q, k = F.relu(q), F.relu(k)
-            numerator = q @ (k.transpose(-2, -1) @ v)
-            denominator = q @ k.sum(dim=2, keepdim=True).transpose(-2, -1)
-            out = numerator / (denominator + LINEAR_ATTENTION_EPS)
-        return out.transpose(1, 2).reshape(batch, tokens, heads * v_dim)
+        return self.attn.core(q, k, v)
 
 
 class HeadKernel(nn.Module):

@@ -18,8 +18,7 @@ import torch
 from conftest import TINY_SPACE
 
 from nas.cli import main
-from nas.distributed import local_ray
-from nas.parallel import RayEvaluator, WorkerError
+from nas.distributed import RayEvaluator, WorkerError, local_ray
 from nas.search import Objective, Problem, RandomSearch, run_search
 from nas.space import SearchSpace
 from nas.train.config import TrainConfig

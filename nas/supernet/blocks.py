@@ -113,6 +113,7 @@ class ElasticMBConv(nn.Module):
 
 class ElasticAttention(nn.Module):
     forward = Attention.forward
+    core = Attention.core
 
     def __init__(
         self,

@@ -84,8 +84,8 @@ def _latency_function(space: SearchSpace, profile: str | None) -> Complexity:
                     f"it covers {sorted(tables)}"
                 )
             return _lookup(lut, lut.note10_keys(space, arch), tables[arch.resolution], profile)
-    elif _is_device_profile(path):
-        return _profile_latency(space, path)
+    elif (device := _device_profile(path)) is not None:
+        return _profile_latency(space, device, path)
     else:
         table = lut.load_pixel4_table(path)
 
@@ -95,22 +95,24 @@ def _latency_function(space: SearchSpace, profile: str | None) -> Complexity:
     return measure
 
 
-def _is_device_profile(path: Path) -> bool:
-    """Whether ``path`` is a device profile file (else it is taken for a Pixel 4 table)."""
-    from predictors.profile import PROFILE_FORMAT
+def _device_profile(path: Path):
+    """The device profile in ``path``, or None when it is not one (then a Pixel 4 table)."""
+    from predictors.profile import PROFILE_FORMAT, DeviceProfile
 
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
-        return False  # the table reader names the problem
-    return isinstance(data, dict) and data.get("format") == PROFILE_FORMAT
+        return None  # the table reader names the problem
+    if isinstance(data, dict) and data.get("format") == PROFILE_FORMAT:
+        return DeviceProfile.from_dict(data, str(path))
+    return None
 
 
-def _profile_latency(space: SearchSpace, path: Path) -> Complexity:
+def _profile_latency(space: SearchSpace, device, path: Path) -> Complexity:
     """Predicted latency on the device of a profile, for archs of ``space``."""
     from predictors.latency import LatencyPredictor
 
-    predictor = LatencyPredictor.load(path, space)
+    predictor = LatencyPredictor.from_profile(device, space)
     allowed = predictor.resolutions
 
     def measure(arch: Arch) -> float:
