@@ -7,7 +7,7 @@
    validated on N random subnets timed end to end (``nas device validate``), at batch 1 and one
    thread. Targets: >= 99% of subnets within +-10% on onnxruntime, >= 95% on torch.
 3. The Note10 table's profile on OFA's eight published ``note10_lat-*`` subnets (when the shared
-   data folder is present).
+   data folder is present), each at the input resolution its published MAC count implies.
 
     python benchmarks/latency_predictor.py [--n 100] [--backends onnxruntime torch]
         [--cases hybrid-tiny:32 elasticvit:160] [--out runs/latency-bench] [--speed-only]
@@ -30,8 +30,6 @@ import re
 import sys
 import time
 from pathlib import Path
-
-import numpy as np
 
 import search_spaces
 from nas.space import SearchSpace
@@ -77,10 +75,10 @@ def measure(space: SearchSpace, resolution: int, backend: str, out: Path, log) -
     return path
 
 
-def note10_subnets(folder: Path) -> list[tuple[str, float, int, float, bool]]:
-    """(name, ms in the name, resolution, predicted ms, regressed) for OFA's Note10 subnets."""
+def note10_subnets(folder: Path) -> list[dict]:
+    """OFA's Note10 subnets, each at the resolution its published MAC count implies."""
     from predictors.tables import import_table
-    from search_spaces.ofa import arch_from_ofa_net_config
+    from search_spaces.ofa import NOTE10_SUBNET_MACS, arch_from_ofa_net_config, resolution_for_macs
 
     profile = import_table("note10", folder)
     rows = []
@@ -89,27 +87,23 @@ def note10_subnets(folder: Path) -> list[tuple[str, float, int, float, bool]]:
         key=lambda p: int(re.search(r"lat-(\d+)ms", str(p)).group(1)),
     )
     for path in paths:
-        ms = float(re.search(r"lat-(\d+)ms", path.parent.name).group(1))
-        arch = arch_from_ofa_net_config(path, resolution=224)
-        declared = search_spaces.get(arch.space).to_dict()
-        grid = list(range(128, 289, 16))
-        declared["resolutions"] = grid
-        space = SearchSpace.from_dict(declared)
+        name = path.parent.name
+        macs = NOTE10_SUBNET_MACS[name.replace("-", "@")]
+        arch = arch_from_ofa_net_config(path)
+        resolution = resolution_for_macs(arch, macs)
+        arch = dataclasses.replace(arch, resolution=resolution)
+        space = dataclasses.replace(search_spaces.get(arch.space), resolutions=(resolution,))
         predictor = LatencyPredictor.from_profile(profile, space, allow_other_space=True)
-        variants = [dataclasses.replace(arch, resolution=r) for r in grid]
-        predicted = predictor.predict(variants)
-        at_224 = predicted[grid.index(224)]
-        best = int(np.argmin(np.abs(predicted / ms - 1)))
         rows.append(
-            (
-                path.parent.name,
-                ms,
-                at_224,
-                grid[best],
-                float(predicted[best]),
-                bool(predictor.regressed([variants[best]])[0]),
-                arch.space,
-            )
+            {
+                "name": name,
+                "space": arch.space,
+                "ms": float(re.search(r"lat-(\d+)ms", name).group(1)),
+                "macs": macs,
+                "resolution": resolution,
+                "predicted": float(predictor.predict([arch])[0]),
+                "regressed": bool(predictor.regressed([arch])[0]),
+            }
         )
     return rows
 
@@ -209,16 +203,19 @@ def main() -> int:
     if data is not None:
         print("\n== OFA's published Note10 subnets with the Note10 table's profile ==")
         print(
-            "| subnet | space | name ms | predicted at 224 | best grid resolution | predicted "
-            "| error | regressed |"
+            "Each at the resolution whose MAC count is closest to OFA's published one (its "
+            "net.config has none); 'regressed': some blocks are not in the tables (width 1.0, "
+            "or a resolution between or beyond them)."
         )
-        print("|---|---|---|---|---|---|---|---|")
-        for sub, ms, at_224, res, predicted, regressed, space_name in note10_subnets(
-            data / "ofa_note10"
-        ):
+        print(
+            "| subnet | space | MACs (published) | resolution | predicted ms | error | regressed |"
+        )
+        print("|---|---|---|---|---|---|---|")
+        for r in note10_subnets(data / "ofa_note10"):
             print(
-                f"| {sub} | {space_name} | {ms:.0f} | {at_224:.2f} | {res} | {predicted:.2f} | "
-                f"{(predicted / ms - 1) * 100:+.1f}% | {'yes' if regressed else 'no'} |"
+                f"| {r['name']} | {r['space']} | {r['macs']}M | {r['resolution']} | "
+                f"{r['predicted']:.2f} | {(r['predicted'] / r['ms'] - 1) * 100:+.1f}% | "
+                f"{'yes' if r['regressed'] else 'no'} |"
             )
     return 0
 

@@ -146,7 +146,12 @@ def _note10_work(kind: str, f: dict[str, float]) -> list[float] | None:
 
 class WorkRegressor:
     """Block time as a non-negative combination of its work terms (MACs of each part, tensor
-    sizes), fitted in relative error: unlike trees it extrapolates to narrower or wider blocks."""
+    sizes), fitted in relative error: unlike trees it extrapolates to narrower or wider blocks.
+
+    Each resolution's table was timed on its own and gives the same block a different time, so
+    one fit over all of them is biased at each: the fit is scaled per resolution by the ratio of
+    that table's entries to the fit's predictions of them (a resolution between two tables takes
+    the interpolated scale; one beyond the tables, the nearest table's)."""
 
     def __init__(self, kind: str, rows: list[dict[str, float]], ms):
         import numpy as np
@@ -159,12 +164,22 @@ class WorkRegressor:
         fit = LinearRegression(positive=True, fit_intercept=False)
         fit.fit(x / self.scale, y, sample_weight=1.0 / y**2)  # relative error
         self.coef = fit.coef_
+        fitted = (x / self.scale) @ self.coef
+        resolution = np.array([r.get("resolution", 0) for r in rows], dtype=np.float64)
+        self.resolutions = np.unique(resolution)
+        self.factors = np.array(
+            [
+                y[resolution == r].sum() / max(fitted[resolution == r].sum(), 1e-12)
+                for r in self.resolutions
+            ]
+        )
 
     def predict(self, rows: list[dict[str, float]]):
         import numpy as np
 
         x = np.array([_note10_work(self.kind, r) for r in rows], dtype=np.float64)
-        return (x / self.scale) @ self.coef
+        resolution = np.array([r.get("resolution", 0) for r in rows], dtype=np.float64)
+        return (x / self.scale) @ self.coef * np.interp(resolution, self.resolutions, self.factors)
 
 
 def block_regressor(scheme: str, kind: str, rows: list[dict[str, float]], ms):

@@ -4,14 +4,16 @@ OFA publishes its specialised subnets as a JSON ``net.config``: ``first_conv``, 
 ``blocks`` (each with a ``mobile_inverted_conv``; the first one is the expand-1 block right after
 the stem), ``final_expand_layer``, ``feature_mix_layer`` and ``classifier``. The space (width 1.2
 ``ofa-mbv3`` or width 1.0 ``ofa-mbv3-w1.0``) is picked by the widths. The input resolution is not
-part of ``net.config`` and is passed separately. The classifier's class count is not part of an
-arch (see :meth:`SearchSpace.with_task`).
+part of ``net.config`` and is passed separately; where the subnet's MAC count is published (OFA's
+model zoo table, :data:`NOTE10_SUBNET_MACS`), :func:`resolution_for_macs` recovers it. The
+classifier's class count is not part of an arch (see :meth:`SearchSpace.with_task`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,19 @@ from nas.space import SearchSpace
 #: The spaces an OFA MobileNetV3 config can belong to.
 OFA_SPACES = ("ofa-mbv3", "ofa-mbv3-w1.0")
 _ACTIVATIONS = {"relu": "relu", "h_swish": "hswish"}
+
+#: MACs (millions) of OFA's published Samsung Note10 subnets, as Once-for-All's model zoo table
+#: lists them (the shared data names the folders with "-" for "@").
+NOTE10_SUBNET_MACS = {
+    "note10_lat@64ms_top1@80.2_finetune@75": 743,
+    "note10_lat@50ms_top1@79.7_finetune@75": 554,
+    "note10_lat@41ms_top1@79.3_finetune@75": 457,
+    "note10_lat@30ms_top1@78.4_finetune@75": 339,
+    "note10_lat@22ms_top1@76.6_finetune@25": 237,
+    "note10_lat@16ms_top1@75.5_finetune@25": 163,
+    "note10_lat@11ms_top1@73.6_finetune@25": 110,
+    "note10_lat@8ms_top1@71.4_finetune@25": 79,
+}
 
 
 class OfaConfigError(InputError):
@@ -41,6 +56,23 @@ def arch_from_ofa_net_config(config: str | Path | Mapping[str, Any], resolution:
         raise OfaConfigError(
             f"{where}: malformed OFA net.config ({type(err).__name__}: {err})"
         ) from None
+
+
+def resolution_for_macs(
+    arch: Arch, macs_millions: float, resolutions: Iterable[int] = range(128, 321, 4)
+) -> int:
+    """The input resolution (of ``resolutions``; OFA's are multiples of 4) at which ``arch`` has
+    the MAC count closest to ``macs_millions``: a published MAC count pins down the resolution
+    a ``net.config`` leaves out."""
+    from nas.graph import count
+
+    grid = tuple(resolutions)
+    if not grid:
+        raise OfaConfigError("resolution_for_macs needs at least one candidate resolution")
+    space = dataclasses.replace(search_spaces.get(arch.space), resolutions=grid)
+    counted = [count(space, dataclasses.replace(arch, resolution=r))[0] / 1e6 for r in grid]
+    errors = [abs(m - macs_millions) for m in counted]
+    return grid[errors.index(min(errors))]
 
 
 def _load(path: str | Path) -> Any:

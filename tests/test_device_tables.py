@@ -21,12 +21,7 @@ from predictors.lut import (
     table_latency,
 )
 from predictors.tables import import_table
-from search_spaces.ofa import arch_from_ofa_net_config
-
-#: Input resolution at which each published Note10 subnet's prediction meets its name. OFA's
-#: net.config files do not record it; these are the grid resolutions (multiples of 16) where the
-#: table sums (w1.2 at 224) or the block work model (the w1.0 nets; 272 for the 64 ms net) agree.
-SPECIALIZED_RESOLUTION = {8: 160, 11: 176, 16: 192, 22: 224, 30: 224, 41: 224, 50: 224, 64: 272}
+from search_spaces.ofa import NOTE10_SUBNET_MACS, arch_from_ofa_net_config, resolution_for_macs
 
 
 @pytest.fixture(scope="module")
@@ -91,21 +86,42 @@ def test_note10_profile_predicts_the_table_sums(shared_data, note10_profile):
 
 
 def test_published_note10_subnets_predict_within_5_percent(shared_data, note10_profile):
+    """Each subnet at the resolution its published MAC count implies (net.config has none)."""
     paths = sorted((shared_data / "ofa_note10" / "specialized").glob("note10_lat-*/net.config"))
     assert len(paths) == 8
     print()
     for path in paths:
         ms = int(re.search(r"lat-(\d+)ms", path.parent.name).group(1))
-        arch = arch_from_ofa_net_config(path, resolution=224)
+        arch = arch_from_ofa_net_config(path)
+        resolution = resolution_for_macs(
+            arch, NOTE10_SUBNET_MACS[path.parent.name.replace("-", "@")]
+        )
         declared = search_spaces.get(arch.space).to_dict()
-        declared["resolutions"] = sorted({*declared["resolutions"], 240, 256, 272})
+        declared["resolutions"] = sorted({*declared["resolutions"], resolution})
         space = SearchSpace.from_dict(declared)
         predictor = LatencyPredictor.from_profile(note10_profile, space, allow_other_space=True)
-        arch = dataclasses.replace(arch, resolution=SPECIALIZED_RESOLUTION[ms])
+        arch = dataclasses.replace(arch, resolution=resolution)
         predicted = predictor.predict([arch])[0]
         regressed = bool(predictor.regressed([arch])[0])
-        print(
-            f"{path.parent.name}: {predicted:.2f} ms at {arch.resolution} (regressed {regressed})"
-        )
+        print(f"{path.parent.name}: {predicted:.2f} ms at {resolution} (regressed {regressed})")
         assert predicted == pytest.approx(ms, rel=0.05), path.parent.name
-        assert regressed == (arch.space != "ofa-mbv3" or arch.resolution > 224)
+        in_tables = (
+            arch.space == "ofa-mbv3" and resolution in note10_profile.settings["resolutions"]
+        )
+        assert regressed == (not in_tables)
+
+
+def test_a_resolution_the_tables_lack_is_predicted_within_5_percent(shared_data):
+    """Leave the 208 table out: 300 random subnets at 208, regressed from the other tables,
+    stay within 5% of the left-out table's exact sums, with no systematic bias."""
+    full = import_table("note10", shared_data / "ofa_note10")
+    partial = import_table("note10", shared_data / "ofa_note10")
+    partial.kernels = {k: v for k, v in partial.kernels.items() if not k.startswith("208:")}
+    space = search_spaces.get("ofa-mbv3")
+    rng = random.Random(208)
+    archs = [dataclasses.replace(space.sample(rng), resolution=208) for _ in range(300)]
+    held_out = LatencyPredictor.from_profile(partial, space)
+    assert held_out.regressed(archs).all()
+    error = held_out.predict(archs) / LatencyPredictor.from_profile(full, space).predict(archs) - 1
+    assert np.mean(np.abs(error) <= 0.05) >= 0.99
+    assert abs(np.median(error)) < 0.015

@@ -9,9 +9,15 @@ import re
 import pytest
 
 import search_spaces
+from nas.graph import count
 from nas.layers import MBConvLayer, layers_of
 from predictors.lut import load_note10_tables, note10_keys, table_latency
-from search_spaces.ofa import OfaConfigError, arch_from_ofa_net_config
+from search_spaces.ofa import (
+    NOTE10_SUBNET_MACS,
+    OfaConfigError,
+    arch_from_ofa_net_config,
+    resolution_for_macs,
+)
 
 WIDTH_1_0_MS = {8, 11, 16, 22}
 
@@ -117,3 +123,23 @@ def test_malformed_configs_give_clear_errors(shared_data, tmp_path):
         arch_from_ofa_net_config(path)
     with pytest.raises(OfaConfigError, match="cannot read"):
         arch_from_ofa_net_config(tmp_path / "absent.config")
+
+
+def test_published_mac_counts_give_each_subnet_its_resolution(shared_data):
+    """net.config has no resolution; OFA's published MAC counts recover it. Our MAC count of
+    the 30 ms subnet at 224 is OFA's 339M; every subnet's count at its recovered resolution is
+    within 5% of the published one."""
+    space = search_spaces.get("ofa-mbv3")
+    for ms, path in _configs(shared_data):
+        published = NOTE10_SUBNET_MACS[path.parent.name.replace("-", "@")]
+        arch = arch_from_ofa_net_config(path)
+        resolution = resolution_for_macs(arch, published)
+        at = dataclasses.replace(arch, resolution=resolution)
+        wide = dataclasses.replace(search_spaces.get(arch.space), resolutions=(resolution,))
+        macs = count(wide, at)[0] / 1e6
+        assert macs == pytest.approx(published, rel=0.05), path.parent.name
+        if ms == 30:
+            assert resolution == 224
+            assert count(space, at)[0] / 1e6 == pytest.approx(339, abs=0.5)
+    with pytest.raises(OfaConfigError, match="at least one candidate"):
+        resolution_for_macs(arch, 100, resolutions=())
