@@ -16,19 +16,22 @@ Profiles and reports go to ``--out`` (one ``{space}-{res}-{backend}.json`` and r
 Every subnet is measured twice; "repeat 10%" is the share of subnets whose two measurements agree
 within 10%, the ceiling for "within 10%" on this machine at this time. The profile's calibration
 subnets are timed again among the validation subnets and the overhead term refitted on them
-(``--recalibrate``, a correction for drift between sessions); figures without it are shown too. On a shared machine the
-figures move with the load of other processes: run it on an idle one.
+(``--recalibrate``, a correction for drift between sessions); figures without it are shown too.
+Each measuring and each validating step runs in a fresh process, as the commands do. On a shared
+machine the figures move with the load of other processes: run it on an idle one.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import multiprocessing
 import os
 import random
 import re
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import search_spaces
@@ -66,13 +69,34 @@ def speed(profile_path: Path, space: SearchSpace, n: int = 100_000) -> dict[str,
     return {"load_s": loaded, "compile_s": compiled, "archs_per_s": n / best}
 
 
-def measure(space: SearchSpace, resolution: int, backend: str, out: Path, log) -> Path:
-    path = out / f"{space.name}-{resolution}-{backend}.json"
+def log(message: str) -> None:
+    print(f"  {message}", file=sys.stderr)
+
+
+def measure(space_name: str, resolution: int, backend: str, out: Path) -> Path:
+    """``nas device measure`` for one case (resumed, or reused when complete)."""
+    path = out / f"{space_name}-{resolution}-{backend}.json"
     settings = MeasureSettings(
         backend=backend, resolutions=(resolution,), statistic=STATISTIC[backend]
     )
-    MeasurementJob(space, path, settings, log=log).run()
+    MeasurementJob(search_spaces.get(space_name), path, settings, log=log).run()
     return path
+
+
+def validate_profile(path: Path, space_name: str, resolution: int, n: int, out: Path) -> dict:
+    """``nas device validate --repeatability --recalibrate`` for one profile."""
+    predictor = LatencyPredictor.load(path, search_spaces.get(space_name))
+    return validate(
+        predictor, n, out, seed=1, resolutions=[resolution], repeatability=True, recalibrate=True
+    )
+
+
+def in_fresh_process(function, *args):
+    """Run one step in a new interpreter, as the commands run one after another: timings then
+    owe nothing to what an earlier step left in this process's memory."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(function, *args).result()
 
 
 def note10_subnets(folder: Path) -> list[dict]:
@@ -119,9 +143,6 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    def log(message: str) -> None:
-        print(f"  {message}", file=sys.stderr)
-
     data = shared_data()
     elasticvit = search_spaces.get("elasticvit")
     print("== prediction speed (one process, numpy on one core) ==")
@@ -155,17 +176,11 @@ def main() -> int:
             for backend in args.backends:
                 print(f"{name} at {resolution} on {backend}: measuring profile", file=sys.stderr)
                 start = time.perf_counter()
-                path = measure(space, resolution, backend, out, log)
+                path = in_fresh_process(measure, name, resolution, backend, out)
                 measured = time.perf_counter() - start
                 predictor = LatencyPredictor.load(path, space)
-                report = validate(
-                    predictor,
-                    args.n,
-                    out / f"validate-{path.stem}",
-                    seed=1,
-                    resolutions=[resolution],
-                    repeatability=True,
-                    recalibrate=True,
+                report = in_fresh_process(
+                    validate_profile, path, name, resolution, args.n, out / f"validate-{path.stem}"
                 )
                 m = report["metrics"]
                 m["repeat_10pct"] = report["repeatability"]["within_10pct"]

@@ -13,6 +13,9 @@ be killed at any moment and resumed by running the same command again:
    sample per kind, then adaptive rounds that measure a random check batch, find configurations
    the per-kind regressors miss by more than 10% and measure their nearest neighbours;
 4. whole models: a few subnets timed end to end, for the predictor's per-model overhead term.
+   Their passes are interleaved with step 3 (one after each pass over the kernels; with adaptive
+   sampling, one before it and the rest after), so that a shared machine's changes of speed
+   reach the models as they reach the kernels rather than biasing the overhead fit.
 
 Every timing uses the protocol of :mod:`predictors.backends`, ``passes`` times over shuffled
 chunks; a measurement's value is the least of its passes' statistics.
@@ -252,11 +255,18 @@ class MeasurementJob:
         if self._stop_after is not None and self._chunks >= self._stop_after:
             raise KeyboardInterrupt("stopped for a test")
 
-    def _measure_specs(self, profile: DeviceProfile, specs: Sequence[KernelSpec], label: str):
-        """Measure ``specs`` (and the baseline) for every pass, chunk by chunk, saving as it goes."""
+    def _measure_specs(
+        self,
+        profile: DeviceProfile,
+        specs: Sequence[KernelSpec],
+        label: str,
+        passes: int | None = None,
+    ):
+        """Measure ``specs`` (and the baseline) for their first ``passes`` passes (all by
+        default), chunk by chunk, saving as it goes."""
         from predictors.modules import BASELINE
 
-        passes = self.settings.passes
+        passes = self.settings.passes if passes is None else passes
         records = profile.kernels
         total = len(specs) * passes
         done = sum(
@@ -275,7 +285,7 @@ class MeasurementJob:
                 timings = self._time([self._kernel(s) for s in (BASELINE, *chunk)])
                 if profile.baseline is None:
                     profile.baseline = Measurement([])
-                if len(profile.baseline.passes) < passes:
+                if len(profile.baseline.passes) < self.settings.passes:
                     profile.baseline.passes.append(timings[0])
                 for spec, timing in zip(chunk, timings[1:], strict=True):
                     record = records.get(spec.key)
@@ -350,7 +360,8 @@ class MeasurementJob:
             profile.fusion_rules = rules.to_list()
             self._save(profile)
 
-    def _models(self, profile: DeviceProfile) -> None:
+    def _models(self, profile: DeviceProfile, passes: int | None = None) -> None:
+        """Time the calibration subnets for their first ``passes`` passes (all by default)."""
         archs = calibration_archs(
             self.space, self.settings.models, self.resolutions, self.settings.seed
         )
@@ -360,7 +371,8 @@ class MeasurementJob:
                 record = ModelRecord(arch.to_dict(), Measurement([]))
                 profile.models.append(record)
                 by_arch[arch] = record
-        passes, batch = self.settings.passes, self.settings.batch
+        passes = self.settings.passes if passes is None else passes
+        batch = self.settings.batch
         total = len(archs) * passes
         done = sum(min(len(by_arch[a].measurement.passes), passes) for a in archs)
         bar = _bar(total, done, "whole models", self.progress, unit="model")
@@ -474,11 +486,18 @@ class MeasurementJob:
             }
         )
         self.log(f"{len(pool)} distinct kernel configurations: {strategy} strategy")
+        # The calibration subnets' passes are spread over the job like the kernels' (each after
+        # a kernel pass, or before and after adaptive sampling), so that the overhead fit sees
+        # the machine at the same speeds as the kernels it relates them to.
+        passes = self.settings.passes
         if strategy == "exact":
-            self._measure_specs(profile, pool, "kernels")
+            for p in range(1, passes + 1):
+                self._measure_specs(profile, pool, _pass_label("kernels", p, passes), passes=p)
+                self._models(profile, passes=p)
         else:
+            self._models(profile, passes=1)
             self._adaptive(profile, pool)
-        self._models(profile)
+            self._models(profile)
         profile.complete = True
         self._save(profile)
         return profile
@@ -510,6 +529,10 @@ def _neighbours(
             for i in np.argsort(distance)[:per_bad]:
                 chosen.setdefault(candidates[i].key, candidates[i])
     return list(chosen.values())
+
+
+def _pass_label(label: str, done: int, passes: int) -> str:
+    return label if passes == 1 else f"{label} (pass {done}/{passes})"
 
 
 def _bar(total: int, initial: int, label: str, enabled: bool, unit: str = "kernel"):

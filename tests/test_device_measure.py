@@ -78,6 +78,25 @@ def test_measure_resumes_after_a_kill_and_validates(tmp_path, tiny_space):
     assert np.isfinite(predictor.predict([arch])).all()
 
 
+def test_calibration_passes_are_spread_over_the_kernel_passes(tmp_path, tiny_space):
+    """Whole models are timed after each pass over the kernels, not in one burst at the end:
+    a shared machine's speed changes then reach the overhead fit as they reach the kernels."""
+    settings = MeasureSettings(backend="torch", **{**FAST, "passes": 2, "models": 2})
+    job = MeasurementJob(tiny_space, tmp_path / "p.json", settings, progress=False, log=lambda m: None)
+    timed, order = job._time, []
+
+    def spy(modules):
+        order.append("model" if modules[0][0].startswith("{") else "kernel")  # arch JSON keys
+        return timed(modules)
+
+    job._time = spy
+    profile = job.run()
+    phases = [kind for i, kind in enumerate(order) if i == 0 or order[i - 1] != kind]
+    assert phases == ["kernel", "model", "kernel", "model"]
+    assert all(len(m.measurement.passes) == 2 for m in profile.models)
+    assert all(len(r.measurement.passes) == 2 for r in profile.kernels.values())
+
+
 def test_measure_on_onnxruntime_detects_fusion_rules(tmp_path, tiny_space):
     out = tmp_path / "ort.json"
     settings = MeasureSettings(backend="onnxruntime", **{**FAST, "models": 3})
