@@ -82,7 +82,9 @@ def test_calibration_passes_are_spread_over_the_kernel_passes(tmp_path, tiny_spa
     """Whole models are timed after each pass over the kernels, not in one burst at the end:
     a shared machine's speed changes then reach the overhead fit as they reach the kernels."""
     settings = MeasureSettings(backend="torch", **{**FAST, "passes": 2, "models": 2})
-    job = MeasurementJob(tiny_space, tmp_path / "p.json", settings, progress=False, log=lambda m: None)
+    job = MeasurementJob(
+        tiny_space, tmp_path / "p.json", settings, progress=False, log=lambda m: None
+    )
     timed, order = job._time, []
 
     def spy(modules):
