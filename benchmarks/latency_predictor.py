@@ -42,7 +42,6 @@ from predictors.profile import DeviceProfile
 from predictors.validate import validate
 
 TARGETS = {"onnxruntime": 0.99, "torch": 0.95}
-STATISTIC = {"onnxruntime": "min", "torch": "min"}
 
 
 def shared_data() -> Path | None:
@@ -76,9 +75,7 @@ def log(message: str) -> None:
 def measure(space_name: str, resolution: int, backend: str, out: Path) -> Path:
     """``nas device measure`` for one case (resumed, or reused when complete)."""
     path = out / f"{space_name}-{resolution}-{backend}.json"
-    settings = MeasureSettings(
-        backend=backend, resolutions=(resolution,), statistic=STATISTIC[backend]
-    )
+    settings = MeasureSettings(backend=backend, resolutions=(resolution,))
     MeasurementJob(search_spaces.get(space_name), path, settings, log=log).run()
     return path
 

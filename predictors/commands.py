@@ -13,9 +13,6 @@ from pathlib import Path
 
 from nas.errors import InputError
 
-#: Statistic of each pass when --statistic is not given.
-DEFAULT_STATISTIC = {"onnxruntime": "min", "torch": "min"}
-
 
 class DeviceCommandError(InputError):
     """Bad options of a ``nas device`` command."""
@@ -43,6 +40,7 @@ def register(subparsers) -> None:
     p.add_argument("--passes", type=int, default=2, help="measurement passes (default 2)")
     p.add_argument(
         "--statistic",
+        default="min",
         help="median, q25, min or mean of each pass (default min: other processes only ever "
         "slow a run down, so on a shared machine the fastest run is the repeatable figure)",
     )
@@ -207,8 +205,7 @@ def cmd_measure(args: argparse.Namespace) -> None:
 
     out = _writable(args.out)
     get_backend(args.backend, args.threads, args.batch)  # unknown backend / bad settings first
-    statistic = args.statistic or DEFAULT_STATISTIC.get(args.backend, "median")
-    TimingProtocol(args.warmup, args.repeats, statistic, args.min_time_ms)
+    TimingProtocol(args.warmup, args.repeats, args.statistic, args.min_time_ms)
     if args.passes < 1:
         raise DeviceCommandError(f"--passes {args.passes} must be at least 1")
     pin_cpus(args.cpus)
@@ -220,7 +217,7 @@ def cmd_measure(args: argparse.Namespace) -> None:
         warmup=args.warmup,
         repeats=args.repeats,
         passes=args.passes,
-        statistic=statistic,
+        statistic=args.statistic,
         min_time_ms=args.min_time_ms,
         resolutions=tuple(args.resolutions) if args.resolutions else None,
         max_exact=args.max_exact,

@@ -71,7 +71,7 @@ class MeasureSettings:
     warmup: int = 10
     repeats: int = 30
     passes: int = 2
-    statistic: str = "median"
+    statistic: str = "min"
     min_time_ms: float = 40.0
     resolutions: tuple[int, ...] | None = None
     max_exact: int = 4000
