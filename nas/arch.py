@@ -142,20 +142,22 @@ class Arch:
 
     @classmethod
     def from_json(cls, text: str) -> Arch:
+        from nas.textfiles import FileFormatError, parse_json
+
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ArchError(f"malformed arch JSON: {err}") from None
+            data = parse_json(text, "the text", "an arch (nas-arch JSON)")
+        except FileFormatError as err:
+            raise ArchError(str(err)) from None
         return cls.from_dict(data)
 
     @classmethod
     def load(cls, path: str | Path) -> Arch:
+        """The arch document in ``path`` (for every form users give, see :mod:`nas.archfile`)."""
+        from nas.textfiles import read_json
+
+        data = read_json(path, "an arch (nas-arch JSON)")
         try:
-            text = Path(path).read_text()
-        except OSError as err:
-            raise ArchError(f"cannot read arch file {path}: {err.strerror}") from None
-        try:
-            return cls.from_json(text)
+            return cls.from_dict(data)
         except ArchError as err:
             raise ArchError(f"{path}: {err}") from None
 

@@ -12,9 +12,24 @@ from pathlib import Path
 
 from nas.arch import Arch, ArchError
 from nas.errors import InputError
+from nas.options import (
+    EXIT_BAD_INPUT,
+    OneLineParser,
+    fraction,
+    positive_float,
+    torch_device,
+)
 from nas.space import SearchSpace
 
-EXIT_BAD_INPUT = 2
+ARCH_SOURCE_HELP = (
+    "arch file: an arch JSON document or a line of `nas sample` output; FILE:N takes line N "
+    "of a JSON-lines file; - reads standard input"
+)
+RAY_ADDRESS_HELP = (
+    "join the running Ray cluster at this address (its head node, e.g. 10.0.0.5:6379, or "
+    "auto) instead of starting a local Ray instance; the cluster needs a CPU per worker "
+    "(default: $RAY_ADDRESS, else a local instance)"
+)
 
 
 class UsageError(InputError):
@@ -30,15 +45,18 @@ def _space(name: str) -> SearchSpace:
     return search_spaces.get(name)
 
 
-def _arch_and_space(arch_path: str, space_name: str | None) -> tuple[Arch, SearchSpace]:
-    arch = Arch.load(arch_path)
+def _arch_and_space(source: str, space_name: str | None) -> tuple[Arch, SearchSpace]:
+    """The arch of an arch source (:mod:`nas.archfile`), checked against its space."""
+    from nas.archfile import read_arch
+
+    where, arch = read_arch(source)
     space = _space(space_name or arch.space)
     if arch.space != space.name:
-        raise UsageError(f"{arch_path} is an arch of space {arch.space!r}, not {space.name!r}")
+        raise UsageError(f"{where} is an arch of space {arch.space!r}, not {space.name!r}")
     try:
         space.validate(arch)
     except ArchError as err:
-        raise ArchError(f"{arch_path}: {err}") from None
+        raise ArchError(f"{where}: {err}") from None
     return arch, space
 
 
@@ -180,6 +198,7 @@ def _extract_arch(args: argparse.Namespace) -> None:
     from nas.supernet import Supernet
     from nas.supernet.checkpoint import load_supernet
 
+    device = torch_device(args.torch_device)
     if args.checkpoint:
         supernet = load_supernet(args.checkpoint, space)
         space = supernet.space
@@ -187,7 +206,7 @@ def _extract_arch(args: argparse.Namespace) -> None:
         print("no --checkpoint: weights are freshly initialised", file=sys.stderr)
         torch.manual_seed(args.seed)
         supernet = Supernet(space)
-    model = extract(supernet.to(args.torch_device).eval(), arch)
+    model = extract(supernet.to(device).eval(), arch)
     export(model, space, arch, args.format, out)
     print(f"wrote {args.format} model of {arch.space} (resolution {arch.resolution}) to {out}")
 
@@ -203,34 +222,36 @@ def _budgets(args: argparse.Namespace) -> list[float]:
             f"{len(budgets)} --latency-ms values for {len(devices)} --device profiles; "
             "give one budget, or one per device"
         )
-    for b in budgets:
-        if b <= 0:
-            raise UsageError(f"--latency-ms {b:g} must be positive")
     return budgets
 
 
 def _open_run_and_devices(args: argparse.Namespace):
+    """The training run and its devices; profiles are for the space the run declared (before
+    the data set set its input channels and classes)."""
     from nas.deploy import Device
     from nas.trained import TrainedRun
 
     budgets = _budgets(args)
-    run = TrainedRun.open(args.run, args.torch_device)
-    return run, [Device.open(path, run.space) for path in args.device], budgets
+    run = TrainedRun.open(args.run, torch_device(args.torch_device))
+    return run, Device.open_all(args.device, run.declared_space), budgets
 
 
 def _extract_for_device(args: argparse.Namespace) -> None:
-    from nas.deploy import extract_for_device
-    from nas.runs import slug
+    from nas.deploy import default_model_path, extract_for_device
 
     if args.arch:
         raise UsageError("--arch and --run exclude each other")
-    out = _check_writable(args.out) if args.out else None
+    given = _check_writable(args.out) if args.out else None
     run, devices, budgets = _open_run_and_devices(args)
-    if out is None:
-        suffix = {"onnx": ".onnx", "torchscript": ".ts", "pt": ".pt"}[args.format]
-        out = run.folder / "models" / slug(f"{devices[0].path.stem}-{budgets[0]:g}ms{suffix}")
+    out = given or default_model_path(run, devices, budgets, args.format)
     card = extract_for_device(
-        run, devices, budgets[0], args.format, out, measure=not args.no_measure
+        run,
+        devices,
+        budgets,
+        args.format,
+        out,
+        measure=not args.no_measure,
+        replace_other=given is not None,
     )
     acc = card["accuracy"]
     print(f"model: {out}\ncard:  {card['card']}")
@@ -243,7 +264,10 @@ def _extract_for_device(args: argparse.Namespace) -> None:
         measured = (
             "not measurable here" if lat["measured_ms"] is None else f"{lat['measured_ms']:.3f} ms"
         )
-        print(f"latency on {name}: predicted {lat['predicted_ms']:.3f} ms, measured {measured}")
+        print(
+            f"latency on {name}: predicted {lat['predicted_ms']:.3f} ms (budget "
+            f"{lat['budget_ms']:g} ms), measured {measured}"
+        )
 
 
 def cmd_search(args: argparse.Namespace) -> None:
@@ -256,6 +280,10 @@ def cmd_search(args: argparse.Namespace) -> None:
         raise UsageError(f"--evaluations {args.evaluations} must be at least 1")
     if args.workers < 1:
         raise UsageError(f"--workers {args.workers} must be at least 1")
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size {args.batch_size} must be at least 1 (archs per step)")
+    if args.ray_address and args.workers == 1:
+        raise UsageError("--ray-address needs --workers N > 1 (the evaluation actors it runs)")
     surrogate = _surrogate_settings(args)
     run, devices, budgets = _open_run_and_devices(args)
     folder, report = search_run(
@@ -270,6 +298,7 @@ def cmd_search(args: argparse.Namespace) -> None:
         args.batch_size,
         workers=args.workers,
         surrogate=surrogate,
+        ray_address=args.ray_address,
     )
     print(f"search folder: {folder}")
     if "accuracy_predictor" in report:
@@ -317,7 +346,7 @@ def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="nas",
         description="Hardware-aware neural architecture search for hybrid conv/attention models.",
     )
@@ -334,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("inspect", help="per-stage table of an arch: shapes, MACs, params")
-    p.add_argument("arch", help="arch JSON file")
+    p.add_argument("arch", help=ARCH_SOURCE_HELP)
     p.add_argument("--space", help=space_help + " (default: the arch's own space)")
     p.set_defaults(func=cmd_inspect)
 
@@ -346,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
         "BN recalibration, test accuracy, measured latency and a model card.",
     )
     p.add_argument("--space", help=space_help + " (default: the arch's own space)")
-    p.add_argument("--arch", help="arch JSON file")
+    p.add_argument("--arch", help=ARCH_SOURCE_HELP)
     p.add_argument("--checkpoint", help="supernet checkpoint for --arch (default: fresh weights)")
     p.add_argument("--run", help="training run folder whose searches to take the best arch from")
     p.add_argument(
@@ -355,11 +384,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PROFILE",
         help="device profile JSON (with --run); repeat for more devices",
     )
-    p.add_argument("--latency-ms", type=float, nargs="+", help="latency budget on --device")
+    p.add_argument(
+        "--latency-ms",
+        type=positive_float,
+        nargs="+",
+        help="latency budget: one for all devices, or one per --device; the model meets every "
+        "budget on its device",
+    )
     p.add_argument("--format", default="onnx", help="onnx, torchscript or pt (default onnx)")
     p.add_argument(
         "--out",
-        help="output file (required with --arch; default with --run: RUN/models/DEVICE-BUDGET.EXT)",
+        help="output file (required with --arch; default with --run: "
+        "RUN/models/DEVICE-BUDGET[_DEVICE2-BUDGET2...].EXT, naming every device and budget)",
     )
     p.add_argument(
         "--no-measure",
@@ -391,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--latency-ms",
-        type=float,
+        type=positive_float,
         nargs="+",
         required=True,
         help="latency budget: one for all devices, or one per --device",
@@ -407,7 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=500,
         help="archs to evaluate on the supernet (default 500)",
     )
-    p.add_argument("--macs-limit", type=float, help="also require MACs <= this many millions")
+    p.add_argument(
+        "--macs-limit", type=positive_float, help="also require MACs <= this many millions"
+    )
     p.add_argument("--batch-size", type=int, default=20, help="archs per search step (default 20)")
     p.add_argument(
         "--workers",
@@ -418,6 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
         "1/N of the validation data, with the same accuracies; a killed worker is restarted and "
         "its archs retried (default 1: in this process, no Ray)",
     )
+    p.add_argument("--ray-address", metavar="HOST:PORT", help=RAY_ADDRESS_HELP)
     p.add_argument(
         "--accuracy",
         default="supernet",
@@ -433,7 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--verify",
-        type=float,
+        type=fraction,
         default=0.2,
         help="with a predictor: share of each step's archs, the best predicted, that are also "
         "measured; these held-out checks give the reported Kendall tau (default 0.2)",
@@ -445,7 +484,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="with a predictor: refit after this many new measurements (default 20)",
     )
     p.add_argument("--name", help="search folder name (default ALGORITHM-DEVICE-BUDGET)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="random seed of the search (default 0); a search folder keeps its seed: resuming "
+        "it with another seed is refused",
+    )
     p.add_argument("--torch-device", default="cpu", help="cpu or cuda (default cpu)")
     p.set_defaults(func=cmd_search)
 
@@ -459,15 +504,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the ``nas`` command; return its exit code (2: bad input, named in one line)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # --help, or a usage error already printed
+        return stop.code if isinstance(stop.code, int) else EXIT_BAD_INPUT
     try:
         args.func(args)
     except InputError as err:
-        print(f"nas: error: {err}", file=sys.stderr)
+        print(f"nas: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BrokenPipeError:
         sys.stderr.close()
+    except OSError as err:
+        if err.filename is None:
+            raise
+        # A file system fault no check foresaw (a full disk, a folder made read-only meanwhile).
+        print(f"nas: error: {err.filename}: {err.strerror or err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     return 0
+
+
+def _one_line(err: Exception) -> str:
+    return " ".join(str(err).split())
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 ``search_run`` builds the problem (supernet accuracy, predicted latency per device, MACs) for a
 training run and runs one search into ``RUN/search/NAME``. ``extract_for_device`` picks the best
-arch any search of the run found under a budget on a device, cuts it out, recalibrates BN,
+arch any search of the run found under a budget on every device, cuts it out, recalibrates BN,
 measures test accuracy (and end-to-end latency where the device's backend runs here) and writes
 the model and its card.
 """
@@ -21,7 +21,7 @@ import numpy as np
 from nas.arch import Arch
 from nas.errors import InputError
 from nas.graph import count
-from nas.runs import slug, write_atomic
+from nas.runs import make_folder, slug, write_atomic
 from nas.search import Constraint, Evaluation, Objective, Problem, make_searcher, run_search
 from nas.search.history import History
 from nas.search.results import write_report
@@ -29,7 +29,7 @@ from nas.search.surrogate import RefittedAccuracy, SurrogateSettings
 from nas.trained import TrainedRun
 
 CARD_FORMAT = "nas-model-card"
-CARD_VERSION = 1
+CARD_VERSION = 2
 
 
 class NoCandidateError(InputError):
@@ -38,7 +38,7 @@ class NoCandidateError(InputError):
 
 @dataclass
 class Device:
-    """A device profile opened as a latency predictor for the run's space."""
+    """A device profile opened as a latency predictor for a space."""
 
     name: str
     path: Path
@@ -46,10 +46,31 @@ class Device:
 
     @classmethod
     def open(cls, path: str | Path, space) -> Device:
+        """The profile at ``path`` for archs of ``space``; a profile measured or imported for
+        another space (or another declaration of it) is refused, naming both."""
         from predictors.latency import LatencyPredictor
+        from predictors.profile import ProfileSpaceError
 
-        predictor = LatencyPredictor.load(path, space, allow_other_space=True)
+        try:
+            predictor = LatencyPredictor.load(path, space)
+        except ProfileSpaceError as err:
+            raise ProfileSpaceError(f"{path}: {err}") from None
         return cls(predictor.profile.device, Path(path), predictor)
+
+    @classmethod
+    def open_all(cls, paths: Sequence[str | Path], space) -> list[Device]:
+        """One :class:`Device` per profile; two profiles of one device are refused."""
+        devices = [cls.open(path, space) for path in paths]
+        seen: dict[str, Path] = {}
+        for d in devices:
+            if d.name in seen:
+                raise InputError(
+                    f"--device {seen[d.name]} and --device {d.path} are both profiles of device "
+                    f"{d.name!r}; give each device once (name a profile's device with `nas device "
+                    "measure --device NAME`)"
+                )
+            seen[d.name] = d.path
+        return devices
 
     @property
     def metric(self) -> str:
@@ -97,9 +118,11 @@ def search_run(
     progress: bool = True,
     workers: int = 1,
     surrogate: SurrogateSettings | None = None,
+    ray_address: str | None = None,
 ) -> tuple[Path, dict]:
     """Run (or resume) one search; return its folder and report. ``workers`` > 1 evaluates the
-    supernet on that many Ray actors (:meth:`TrainedRun.parallel`).
+    supernet on that many Ray actors (:meth:`TrainedRun.parallel`), on the Ray cluster at
+    ``ray_address`` when given.
 
     With ``surrogate``, accuracy comes from a predictor refitted on supernet measurements as the
     search goes (:class:`~nas.search.surrogate.RefittedAccuracy`); the best archs per budget are
@@ -113,8 +136,8 @@ def search_run(
     budget = "_".join(f"{b:g}ms" for b in budgets_ms)
     folder = run.folder / "search" / (name or slug(f"{algorithm}-{devices[0].path.stem}-{budget}"))
     searcher = make_searcher(algorithm, problem, seed, folder)
-    with run.parallel(workers) if workers > 1 else nullcontext():
-        found = run_search(problem, searcher, evaluations, folder, batch_size, progress)
+    with run.parallel(workers, ray_address) if workers > 1 else nullcontext():
+        found = run_search(problem, searcher, evaluations, folder, batch_size, progress, seed)
         if accuracy is not None:
             found = _with_best_measured(found, problem, run)
     extra = None if accuracy is None else {"accuracy_predictor": accuracy.summary()}
@@ -161,8 +184,11 @@ def searched_archs(run: TrainedRun) -> dict[Arch, float]:
     return out
 
 
-def best_for_device(run: TrainedRun, device: Device, budget_ms: float) -> tuple[Arch, float, float]:
-    """(arch, val accuracy, predicted ms) of the most accurate searched arch under budget.
+def best_for_devices(
+    run: TrainedRun, devices: Sequence[Device], budgets_ms: Sequence[float]
+) -> tuple[Arch, float]:
+    """(arch, val accuracy) of the most accurate searched arch that meets every budget, each on
+    its device.
 
     Searches with an accuracy predictor record predictions: the winner is the best measured one
     (:func:`verify_best`)."""
@@ -173,31 +199,53 @@ def best_for_device(run: TrainedRun, device: Device, budget_ms: float) -> tuple[
             f"{run.folder} --device PROFILE --latency-ms X` first"
         )
     archs = list(accuracy)
-    latency = device.latency(archs)
-    feasible = [i for i in range(len(archs)) if latency[i] <= budget_ms]
-    if not feasible:
-        raise NoCandidateError(
-            f"no searched arch runs under {budget_ms:g} ms on {device.name}; searched archs "
-            f"range {latency.min():.3g}-{latency.max():.3g} ms: search with this budget first"
-        )
-    values = verify_best({archs[i]: accuracy[archs[i]] for i in feasible}, run)
-    best = max(feasible, key=lambda i: values[archs[i]])
-    return archs[best], values[archs[best]], float(latency[best])
+    feasible = np.ones(len(archs), dtype=bool)
+    for device, budget in zip(devices, budgets_ms, strict=True):
+        latency = device.latency(archs)
+        meets = latency <= budget
+        if not (feasible & meets).any():
+            others = " and the other budgets" if len(devices) > 1 else ""
+            raise NoCandidateError(
+                f"no searched arch runs under {budget:g} ms on {device.name}{others}; searched "
+                f"archs take {latency.min():.3g}-{latency.max():.3g} ms there: search with these "
+                "budgets first (nas search with the same --device and --latency-ms options)"
+            )
+        feasible &= meets
+    candidates = [archs[i] for i in np.flatnonzero(feasible)]
+    values = verify_best({a: accuracy[a] for a in candidates}, run)
+    best = max(candidates, key=values.__getitem__)
+    return best, values[best]
+
+
+def default_model_path(
+    run: TrainedRun, devices: Sequence[Device], budgets_ms: Sequence[float], fmt: str
+) -> Path:
+    """``RUN/models/DEVICE-BUDGET[_DEVICE2-BUDGET2...].EXT``: every device and budget named."""
+    suffix = {"onnx": ".onnx", "torchscript": ".ts", "pt": ".pt"}[fmt]
+    name = "_".join(f"{d.path.stem}-{b:g}ms" for d, b in zip(devices, budgets_ms, strict=True))
+    return run.folder / "models" / slug(name + suffix)
 
 
 def extract_for_device(
     run: TrainedRun,
     devices: Sequence[Device],
-    budget_ms: float,
+    budgets_ms: Sequence[float],
     fmt: str,
     out: Path,
     measure: bool = True,
+    replace_other: bool = True,
 ) -> dict[str, Any]:
-    """Write the best arch under ``budget_ms`` on ``devices[0]`` as a model, with its card."""
+    """Write the most accurate searched arch that meets every budget (``budgets_ms[i]`` on
+    ``devices[i]``) as a model, with its card. Unless ``replace_other``, a model of another
+    extraction (other devices or budgets) already at ``out`` is refused."""
     from nas.extract import export
     from nas.train.evaluate import top1
 
-    arch, val_top1, _ = best_for_device(run, devices[0], budget_ms)
+    budgets = {d.name: float(b) for d, b in zip(devices, budgets_ms, strict=True)}
+    card_path = out.with_suffix(out.suffix + ".card.json")
+    if not replace_other:
+        _refuse_other_extraction(card_path, budgets)
+    arch, val_top1 = best_for_devices(run, devices, budgets_ms)
     model = run.extract(arch)
     test_top1 = top1(model, run.data.test, arch.resolution, run.batch_size)
     macs, params = count(run.space, arch)
@@ -206,13 +254,14 @@ def extract_for_device(
         entry = {
             "profile": str(d.path),
             "backend": d.predictor.profile.backend,
+            "budget_ms": budgets[d.name],
             "predicted_ms": float(d.latency([arch])[0]),
             "measured_ms": None,
         }
         if measure:
             entry["measured_ms"] = _measure_here(d, arch)
         latency[d.name] = entry
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(out.parent)
     export(model, run.space, arch, fmt, out)
     card = {
         "format": CARD_FORMAT,
@@ -229,16 +278,35 @@ def extract_for_device(
             "data": run.data.describe(),
             "bn_recalibrated": True,
         },
-        "budget_ms": budget_ms,
-        "target_device": devices[0].name,
+        "budgets_ms": budgets,
         "latency": latency,
         "run": str(run.folder),
         "checkpoint": run.checkpoint.name,
     }
-    card_path = out.with_suffix(out.suffix + ".card.json")
     write_atomic(card_path, json.dumps(card, indent=2) + "\n")
     card["card"] = str(card_path)
     return card
+
+
+def _refuse_other_extraction(card_path: Path, budgets: dict[str, float]) -> None:
+    """Refuse to replace the model of an extraction for other devices or budgets."""
+    if not card_path.is_file():
+        return
+    from nas.textfiles import FileFormatError, read_json_object
+
+    try:
+        card = read_json_object(card_path, "a model card")
+    except FileFormatError:
+        return  # not a card this engine can read: the model beside it is replaced
+    theirs = card.get("budgets_ms")
+    if theirs is None and "budget_ms" in card:  # a version 1 card: one device
+        theirs = {card.get("target_device"): card["budget_ms"]}
+    if theirs != budgets:
+        model = card_path.with_name(card_path.name.removesuffix(".card.json"))
+        raise InputError(
+            f"{model} holds the model extracted for {theirs}, not {budgets}; give --out PATH "
+            "to write this one elsewhere"
+        )
 
 
 def _measure_here(device: Device, arch: Arch) -> float | None:

@@ -15,8 +15,9 @@ Worker 0 writes the run folder (checkpoints in the single-process format, metric
 a run can be resumed with the same command, and its checkpoints load into a single-process
 supernet (``nas.supernet.checkpoint.load_supernet``).
 
-:func:`local_ray` starts the local Ray instance that training and parallel supernet evaluation
-run in.
+:func:`ray_cluster` starts the local Ray instance that training and parallel supernet evaluation
+run in, or joins a running cluster (``--ray-address``, ``$RAY_ADDRESS``); a cluster with fewer CPUs
+than the workers asked for is refused at once, naming its size (its workers would wait forever).
 
 Parallel evaluation: :class:`RayEvaluator` starts ``workers`` Ray actors for an opened run. Each
 receives the run's supernet weights, its BN calibration images and shard k of N of every split (a
@@ -49,6 +50,8 @@ import torch
 from ray.exceptions import RayActorError
 
 from nas.arch import Arch
+from nas.errors import InputError
+from nas.runs import make_folder
 from nas.space import SearchSpace
 from nas.supernet import Supernet
 from nas.train.config import TrainConfig
@@ -66,11 +69,13 @@ def train_distributed(
     max_steps: int | None = None,
     space: SearchSpace | None = None,
     num_cpus: int | None = None,
+    address: str | None = None,
 ):
     """Train (or resume) the run in ``out`` on ``config.workers`` Ray Train workers.
 
-    Starts a local Ray instance (``num_cpus``: default one per worker) unless one is running.
-    Returns the run's :class:`nas.train.trainer.RunResult`, read back from the run folder.
+    Runs in :func:`ray_cluster` (a local instance with ``num_cpus``, default one per worker, or
+    the cluster at ``address``). Returns the run's :class:`nas.train.trainer.RunResult`, read back
+    from the run folder (on a cluster of several machines it must be on storage they share).
     """
     # Worker output goes to the driver once (Ray Train's print patch would log it twice).
     os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
@@ -82,9 +87,9 @@ def train_distributed(
 
     config = config.check()
     out = Path(out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
     use_gpu = torch.cuda.is_available() and config.device != "cpu"
-    with local_ray(num_cpus or config.workers):
+    with ray_cluster(config.workers, address, num_cpus):
+        make_folder(out)
         trainer = TorchTrainer(
             _worker,
             train_loop_config={
@@ -106,20 +111,55 @@ def train_distributed(
     return RunResult(step, total, step >= total, final)
 
 
+class RayClusterError(InputError):
+    """The Ray cluster cannot be joined, or is too small for the workers asked for."""
+
+
 @contextmanager
-def local_ray(num_cpus: int) -> Iterator[None]:
-    """A local Ray instance with ``num_cpus`` CPUs for the block, shut down at its end; when Ray
-    is already running, that instance is used and left running."""
+def ray_cluster(
+    workers: int, address: str | None = None, num_cpus: int | None = None
+) -> Iterator[None]:
+    """Ray for the block, with a CPU for each of ``workers``: the instance this process already
+    runs; else the cluster at ``address`` (or ``$RAY_ADDRESS``), joined and left running; else a
+    new local instance with ``num_cpus`` CPUs (default ``workers``), shut down at the end. A
+    cluster with fewer CPUs than ``workers`` is refused at once (:class:`RayClusterError`)."""
     if ray.is_initialized():
+        _require_cpus(workers, "the Ray instance this process runs")
         yield
         return
+    address = address or os.environ.get("RAY_ADDRESS") or None
     original_print = builtins.print  # the Ray driver may patch print for its progress bars
-    ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+    if address:
+        try:
+            ray.init(address=address, logging_level=logging.WARNING)
+        except (ConnectionError, ValueError, RuntimeError) as err:
+            reason = " ".join(str(err).split())
+            raise RayClusterError(
+                f"cannot join the Ray cluster at --ray-address {address}: {reason}; start it with "
+                "`ray start --head` or give its head node's HOST:PORT"
+            ) from None
+    else:  # "local": never attach by surprise to another cluster on this machine
+        ray.init(
+            address="local",
+            num_cpus=num_cpus or workers,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+        )
     try:
+        _require_cpus(workers, f"the Ray cluster at {address}" if address else "local Ray")
         yield
     finally:
         ray.shutdown()
         builtins.print = original_print
+
+
+def _require_cpus(workers: int, where: str) -> None:
+    cpus = ray.cluster_resources().get("CPU", 0)
+    if cpus < workers:
+        raise RayClusterError(
+            f"{where} has {cpus:g} CPU(s), fewer than the {workers} workers asked for (a CPU "
+            f"each); use --workers {max(1, int(cpus))} or a cluster with {workers} CPUs or more"
+        )
 
 
 def _worker(loop_config: dict[str, Any]) -> None:
@@ -187,11 +227,13 @@ class ShardWorker:
 class RayEvaluator:
     """BN-recalibrated top-1 of archs on a run's split, computed by ``workers`` Ray actors.
 
-    Starts a local Ray instance (one CPU per worker) unless one is running; :meth:`close` stops
-    the actors (and that instance). ``restarts`` counts the actors replaced so far.
+    Runs in :func:`ray_cluster` (a local instance, or the cluster at ``address``); :meth:`close`
+    stops the actors (and a local instance). ``restarts`` counts the actors replaced so far.
     """
 
-    def __init__(self, run: TrainedRun, workers: int, max_restarts: int = 3) -> None:
+    def __init__(
+        self, run: TrainedRun, workers: int, max_restarts: int = 3, address: str | None = None
+    ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, not {workers}")
         self.workers = workers
@@ -199,7 +241,7 @@ class RayEvaluator:
         self.restarts = 0
         self.actors: list[ray.actor.ActorHandle] = []
         self._stack = ExitStack()
-        self._stack.enter_context(local_ray(workers))
+        self._stack.enter_context(ray_cluster(workers, address))
         try:
             gpus = _gpus_per_actor(run, workers)
             self._actor_class = ray.remote(num_cpus=1, num_gpus=gpus)(ShardWorker)

@@ -186,14 +186,12 @@ class SearchSpace:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> SearchSpace:
-        import yaml
+        from nas.textfiles import FileFormatError, read_yaml
 
         try:
-            data = yaml.safe_load(Path(path).read_text())
-        except OSError as err:
-            raise SpaceError(f"cannot read space file {path}: {err.strerror}") from None
-        except yaml.YAMLError as err:
-            raise SpaceError(f"{path} is not valid YAML: {err}") from None
+            data = read_yaml(path, "a search space declaration")
+        except FileFormatError as err:
+            raise SpaceError(str(err)) from None
         try:
             return cls.from_dict(data)
         except SpaceError as err:

@@ -9,7 +9,6 @@ on Ray actors inside :meth:`TrainedRun.parallel`.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,10 +18,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from nas.arch import Arch
+from nas.arch import Arch, ArchError
 from nas.errors import InputError
+from nas.runs import append_text
+from nas.space import SearchSpace, SpaceError
 from nas.supernet import Supernet
 from nas.supernet.checkpoint import load_supernet, read_checkpoint
+from nas.textfiles import read_text
 from nas.train.config import CONFIG_FILE, read_config
 from nas.train.data import DataSet, load_data
 from nas.train.evaluate import calibration_images, evaluate_archs, evaluation_copy
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 
 CACHE_FILE = "accuracy_cache.jsonl"
 CHECKPOINTS = ("best.pt", "last.pt")
+SPLITS = ("train", "val", "test")
 
 #: Computes the top-1 of archs on a split (by name): in this process, or on Ray actors.
 Evaluator = Callable[[Sequence[Arch], str], list[float]]
@@ -39,6 +42,25 @@ Evaluator = Callable[[Sequence[Arch], str], list[float]]
 
 class RunFolderError(InputError):
     """A folder is not a training run, or lacks what is asked of it."""
+
+
+def _declared_space(payload: dict, name: str, space: SearchSpace) -> SearchSpace:
+    """The space as declared (before ``with_task``) of a run whose supernet has ``space``: from
+    the checkpoint, else from the run's ``--space`` when it still describes the same space, else
+    ``space`` itself."""
+    import search_spaces
+
+    if isinstance(payload.get("declared_space"), dict):
+        try:
+            return SearchSpace.from_dict(payload["declared_space"])
+        except SpaceError:
+            pass
+    try:
+        declared = search_spaces.get(name)
+    except SpaceError:
+        return space
+    same = declared.with_task(num_classes=space.num_classes, in_channels=space.in_channels)
+    return declared if same == space else space
 
 
 @dataclass
@@ -50,11 +72,14 @@ class TrainedRun:
     data: DataSet
     calibration: torch.Tensor
     batch_size: int
+    declared_space: SearchSpace
     _cache: dict[tuple[Arch, str], float] = field(default_factory=dict, repr=False)
     _evaluator: Evaluator | None = field(default=None, repr=False)
 
     @property
-    def space(self):
+    def space(self) -> SearchSpace:
+        """The space the supernet was built for: the declared space with the data set's input
+        channels and classes (``SearchSpace.with_task``)."""
         return self.supernet.space
 
     @classmethod
@@ -70,22 +95,32 @@ class TrainedRun:
         if checkpoint is None:
             raise RunFolderError(f"{folder} has no checkpoint yet ({' or '.join(CHECKPOINTS)})")
         config = read_config(folder / CONFIG_FILE)
+        payload = read_checkpoint(checkpoint)
         supernet = load_supernet(checkpoint).to(device).eval()
+        space = supernet.space
         data = load_data(
             config.data,
             config.data_format,
-            image_size=max(supernet.space.resolutions),
+            image_size=max(space.resolutions),
             train_limit=config.train_limit,
             eval_limit=config.eval_limit,
         )
+        if (data.in_channels, data.num_classes) != (space.in_channels, space.num_classes):
+            raise RunFolderError(
+                f"{folder}: its supernet was trained on {space.in_channels}-channel images of "
+                f"{space.num_classes} classes, but its data {config.data} now has "
+                f"{data.in_channels} channel(s) and {data.num_classes} classes; restore the data "
+                "set the run was trained on"
+            )
         run = cls(
             folder,
             checkpoint,
-            int(read_checkpoint(checkpoint).get("step", 0)),
+            int(payload.get("step", 0)),
             supernet,
             data,
             calibration_images(data.train, config.calib_images),
             config.eval_batch_size,
+            _declared_space(payload, config.space, space),
         )
         run._load_cache()
         return run
@@ -100,12 +135,13 @@ class TrainedRun:
         return np.array([self._cache[(a, split)] for a in archs])
 
     @contextmanager
-    def parallel(self, workers: int) -> Iterator[RayEvaluator]:
+    def parallel(self, workers: int, address: str | None = None) -> Iterator[RayEvaluator]:
         """Inside the block, :meth:`accuracy` computes the archs it lacks on ``workers`` Ray
-        actors (:mod:`nas.distributed`), with the same results; they stop at the block's end."""
+        actors (:mod:`nas.distributed`; on the Ray cluster at ``address`` when given), with the
+        same results; they stop at the block's end."""
         from nas.distributed import RayEvaluator
 
-        evaluator = RayEvaluator(self, workers)
+        evaluator = RayEvaluator(self, workers, address=address)
         previous, self._evaluator = self._evaluator, evaluator
         try:
             yield evaluator
@@ -134,23 +170,26 @@ class TrainedRun:
                     }
                 )
             )
-        with (self.folder / CACHE_FILE).open("a") as f:
-            f.write("".join(line + "\n" for line in lines))
-            f.flush()
-            os.fsync(f.fileno())
+        append_text(self.folder / CACHE_FILE, "".join(line + "\n" for line in lines))
 
     def _load_cache(self) -> None:
+        """Read the cache; a line that is not a valid record of this space (torn by a kill,
+        edited by hand) is only a cache miss."""
         path = self.folder / CACHE_FILE
         if not path.is_file():
             return
-        for line in path.read_text().splitlines():
+        text = read_text(path, "accuracy cache records")
+        for line in text.splitlines():
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line torn by a kill
-            if record.get("checkpoint") == self.checkpoint.name and record.get("step") == self.step:
-                arch = Arch.from_dict(record["arch"])
-                self._cache[(arch, record["split"])] = record["top1"]
+                if record["checkpoint"] != self.checkpoint.name or record["step"] != self.step:
+                    continue
+                arch = self.space.validate(Arch.from_dict(record["arch"]))
+                split, top1 = record["split"], record["top1"]
+            except (ValueError, KeyError, TypeError, RecursionError, ArchError):
+                continue
+            if split in SPLITS and isinstance(top1, float | int) and 0 <= top1 <= 1:
+                self._cache[(arch, split)] = float(top1)
 
     def measured(self, split: str = "val") -> dict[Arch, float]:
         """Every accuracy on ``split`` measured so far for this checkpoint (from the cache)."""

@@ -157,15 +157,25 @@ class Timing:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Timing:
-        median = float(data["median"])
+        """A timing read from a file; every time must be a finite number >= 0 (ValueError)."""
+        median = _time(data["median"], "median")
         return cls(
             median,
-            float(data.get("q25", median)),
-            float(data.get("q75", median)),
-            float(data.get("min", median)),
-            float(data.get("mean", median)),
+            _time(data.get("q25", median), "q25"),
+            _time(data.get("q75", median), "q75"),
+            _time(data.get("min", median), "min"),
+            _time(data.get("mean", median), "mean"),
             int(data.get("repeats", 1)),
         )
+
+
+def _time(value: Any, name: str) -> float:
+    """``value`` as milliseconds: a finite number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} = {value!r} is not a time in ms")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} = {value!r} ms is not a finite time >= 0")
+    return float(value)
 
 
 def time_runners(runners: Sequence[Runner], protocol: TimingProtocol, context=None) -> list[Timing]:

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from nas.errors import InputError
+from nas.options import nonnegative_float
 
 
 class DeviceCommandError(InputError):
@@ -46,7 +47,7 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--min-time-ms",
-        type=float,
+        type=nonnegative_float,
         default=40.0,
         help="a fast kernel is run until its timed runs add up to this (at most 20x --repeats "
         "runs; default 40)",
@@ -121,7 +122,11 @@ def register(subparsers) -> None:
     p = sub.add_parser("predict", help="predicted latency of archs")
     p.add_argument("--profile", required=True, help="profile JSON")
     p.add_argument(
-        "--arch", required=True, nargs="+", help="arch JSON files, or JSON lines (`nas sample`)"
+        "--arch",
+        required=True,
+        nargs="+",
+        help="arch files: arch JSON documents or JSON lines (`nas sample` output), every arch "
+        "of each; FILE:N takes line N only; - reads standard input",
     )
     p.add_argument("--space", help="space YAML for a profile of a user-declared space")
     p.add_argument("--breakdown", action="store_true", help="print per-kernel times")
@@ -156,30 +161,6 @@ def _predictor(profile_path: str, space_path: str | None = None):
 
     space = _space(space_path) if space_path else None
     return LatencyPredictor.load(profile_path, space)
-
-
-def _read_archs(paths: list[str]):
-    from nas.arch import Arch, ArchError
-
-    archs = []
-    for path in paths:
-        try:
-            text = Path(path).read_text()
-        except OSError as err:
-            raise ArchError(f"cannot read arch file {path}: {err.strerror}") from None
-        stripped = text.strip()
-        if stripped.startswith("{") and "\n{" in stripped:
-            for line in stripped.splitlines():
-                if line.strip():
-                    data = json.loads(line)
-                    archs.append(Arch.from_dict(data.get("arch", data)))
-        else:
-            try:
-                data = json.loads(text)
-            except json.JSONDecodeError as err:
-                raise ArchError(f"{path}: malformed arch JSON: {err}") from None
-            archs.append(Arch.from_dict(data.get("arch", data) if isinstance(data, dict) else data))
-    return archs
 
 
 def _overhead_text(o: dict) -> str:
@@ -316,10 +297,17 @@ def cmd_validate(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
+    from nas.arch import ArchError
+    from nas.archfile import read_archs
+
     predictor = _predictor(args.profile, args.space)
-    archs = _read_archs(args.arch)
-    for arch in archs:
-        predictor.space.validate(arch)
+    archs = []
+    for source in args.arch:
+        for where, arch in read_archs(source):
+            try:
+                archs.append(predictor.space.validate(arch))
+            except ArchError as err:
+                raise ArchError(f"{where}: {err}") from None
     values = predictor.predict(archs)
     regressed = predictor.regressed(archs)
     for arch, ms, flag in zip(archs, values, regressed, strict=True):

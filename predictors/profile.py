@@ -74,10 +74,11 @@ class Measurement:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Measurement:
+        """A measurement read from a file; its times must be finite and >= 0 (ValueError)."""
         passes = data.get("passes")
         if passes is not None and (passes or data.get("ms") is None):
             return cls([Timing.from_dict(p) for p in passes])
-        return cls([Timing.exact(float(data["ms"]))])
+        return cls([Timing.from_dict({"median": data["ms"]})])
 
 
 @dataclass
@@ -143,10 +144,15 @@ class DeviceProfile:
             )
         if self.space_declaration is not None:
             declared = _comparable(self.space_declaration)
-            if declared != _comparable(space.to_dict()):
+            wanted = _comparable(space.to_dict())
+            if declared != wanted:
+                differ = sorted(
+                    k for k in declared.keys() | wanted.keys() if declared.get(k) != wanted.get(k)
+                )
                 raise ProfileSpaceError(
-                    f"profile is for a different declaration of space {space.name!r} "
-                    "(its stages, widths or head differ); measure the profile again"
+                    f"profile is for a different declaration of space {space.name!r} (its "
+                    f"{', '.join(differ)} differ: {_shown(declared, differ)} in the profile, "
+                    f"{_shown(wanted, differ)} here); measure the profile again for this space"
                 )
 
     def resolve_space(self) -> SearchSpace:
@@ -215,9 +221,11 @@ class DeviceProfile:
         space = data["space"]
         if not isinstance(space, Mapping) or not isinstance(space.get("name"), str):
             raise ProfileError(f"{where}: space must be an object with a name")
+        part = "the profile"
         try:
             kernels = {}
             for i, item in enumerate(data["kernels"]):
+                part = f"kernels[{i}]"
                 record = KernelRecord(
                     str(item["key"]),
                     str(item["kind"]),
@@ -225,13 +233,12 @@ class DeviceProfile:
                     Measurement.from_dict(item),
                     {k: v for k, v in item.items() if k in ("std_ms", "count", "file")},
                 )
-                if record.measurement.passes and record.measurement.ms("min") < 0:
-                    raise ValueError(f"kernels[{i}] has a negative time")
                 kernels[record.key] = record
-            models = [
-                ModelRecord(dict(item["arch"]), Measurement.from_dict(item))
-                for item in data.get("models", [])
-            ]
+            models = []
+            for i, item in enumerate(data.get("models", [])):
+                part = f"models[{i}]"
+                models.append(ModelRecord(dict(item["arch"]), Measurement.from_dict(item)))
+            part = "baseline"
             baseline = data.get("baseline")
             profile = cls(
                 device=str(data["device"]),
@@ -252,30 +259,36 @@ class DeviceProfile:
                 created=str(data.get("created", _now())),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as err:
+            reason = f"lacks {err}" if isinstance(err, KeyError) else str(err)
             raise ProfileError(
-                f"{where}: malformed measurement ({type(err).__name__}: {err})"
+                f"{where}: {part} is not a valid measurement ({reason}); expected times in ms, "
+                "finite and >= 0"
             ) from None
         return profile
 
     @classmethod
     def load(cls, path: str | Path) -> DeviceProfile:
-        path = Path(path)
+        from nas.textfiles import FileFormatError, read_json
+
         try:
-            text = path.read_text()
-        except FileNotFoundError:
-            raise ProfileError(f"profile {path} does not exist") from None
-        except OSError as err:
-            raise ProfileError(f"cannot read profile {path}: {err.strerror}") from None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ProfileError(f"profile {path} is not valid JSON ({err})") from None
+            data = read_json(path, "a device profile (nas device measure, import or import-table)")
+        except FileFormatError as err:
+            raise ProfileError(str(err)) from None
         return cls.from_dict(data, str(path))
 
 
 def _comparable(declaration: Mapping[str, Any]) -> dict[str, Any]:
     """The parts of a declaration that decide layer shapes (text fields left out)."""
     return {k: v for k, v in declaration.items() if k not in ("description", "version")}
+
+
+def _shown(declaration: Mapping[str, Any], keys: list[str]) -> str:
+    """The values of ``keys`` in a declaration, abbreviated for a one-line message."""
+    parts = []
+    for key in keys:
+        text = json.dumps(declaration.get(key))
+        parts.append(f"{key} {text if len(text) <= 40 else text[:37] + '...'}")
+    return ", ".join(parts)
 
 
 def _now() -> str:

@@ -104,7 +104,7 @@ def _run_bad(capsys, argv):
 def test_malformed_json_exits_2(tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text('{"space": "hybrid-tiny",')
-    assert "malformed arch JSON" in _run_bad(capsys, ["inspect", str(bad)])
+    assert "is not valid JSON" in _run_bad(capsys, ["inspect", str(bad)])
 
 
 def test_unknown_space_exits_2(capsys):

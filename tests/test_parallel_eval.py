@@ -18,7 +18,7 @@ import torch
 from conftest import TINY_SPACE
 
 from nas.cli import main
-from nas.distributed import RayEvaluator, WorkerError, local_ray
+from nas.distributed import RayEvaluator, WorkerError, ray_cluster
 from nas.search import Objective, Problem, RandomSearch, run_search
 from nas.space import SearchSpace
 from nas.train.config import TrainConfig
@@ -64,7 +64,7 @@ def trained(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def ray_instance():
     """One Ray instance for the module (the evaluators use it), shut down at its end."""
-    with local_ray(2):
+    with ray_cluster(2):
         yield ray
     assert not ray.is_initialized()
 

@@ -161,7 +161,7 @@ def test_per_layer_choices_need_one_value_per_layer():
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("{", "malformed arch JSON"),
+        ("{", "is not valid JSON"),
         ("[1, 2]", "must be a JSON object"),
         (
             '{"space": "x", "resolution": "big", "stem": {"width": 8}, "stages": [{"depth": 1, "width": 8}]}',

@@ -7,10 +7,11 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from nas.runs import write_atomic
+from nas.runs import make_folder, write_atomic
 from nas.search.history import History
 from nas.search.problem import Evaluation, Problem
 from nas.search.searchers import Searcher
+from nas.textfiles import read_json_object
 
 SEARCH_STATE = "search.json"
 
@@ -22,15 +23,16 @@ def run_search(
     folder: str | Path,
     batch_size: int = 50,
     progress: bool = True,
+    seed: int | None = None,
 ) -> list[Evaluation]:
     """Evaluate up to ``evaluations`` archs proposed by ``searcher``; return every evaluation.
 
     Everything is written under ``folder`` (``history.jsonl``, searcher state); running the same
-    search again continues from what is there.
+    search again (with the same ``seed``, which the folder records) continues from what is there.
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    _check_same_search(folder, problem, searcher)
+    make_folder(folder)
+    _check_same_search(folder, problem, searcher, seed)
     problem.check_budgets()
     history = History(folder / "history.jsonl", problem.space)
     done = history.load()
@@ -73,8 +75,10 @@ def _best_feasible(problem: Problem, evaluations: list[Evaluation]) -> Evaluatio
     return max(feasible, key=lambda e: sign * e.objectives[problem.primary.name])
 
 
-def _check_same_search(folder: Path, problem: Problem, searcher: Searcher) -> None:
-    """Refuse to mix two different searches in one folder."""
+def _check_same_search(
+    folder: Path, problem: Problem, searcher: Searcher, seed: int | None = None
+) -> None:
+    """Refuse to mix two different searches (or two seeds) in one folder."""
     identity = {
         "format": "nas-search",
         "version": 1,
@@ -83,16 +87,20 @@ def _check_same_search(folder: Path, problem: Problem, searcher: Searcher) -> No
         "objectives": [o.name for o in problem.objectives],
         "constraints": {c.name: c.limit for c in problem.constraints},
     }
+    if seed is not None:
+        identity["seed"] = seed
     path = folder / SEARCH_STATE
     if path.is_file():
-        stored = json.loads(path.read_text())
-        if stored != identity:
+        stored = read_json_object(path, "the record of a search (search.json)")
+        older = {k: v for k, v in identity.items() if k != "seed"}  # written before seeds
+        if stored != identity and stored != older:
             from nas.errors import InputError
 
             raise InputError(
                 f"{folder} holds another search ({stored.get('algorithm')} on "
-                f"{stored.get('space')}, constraints {stored.get('constraints')}); "
-                "use a new folder or the same settings to resume"
+                f"{stored.get('space')}, constraints {stored.get('constraints')}, seed "
+                f"{stored.get('seed', 'unrecorded')}); use a new folder (--name) or the same "
+                "settings to resume"
             )
     else:
         write_atomic(path, json.dumps(identity, indent=2) + "\n")

@@ -16,10 +16,22 @@ from nas.errors import InputError
 from nas.runs import write_atomic
 from nas.search.problem import Evaluation
 from nas.space import SearchSpace
+from nas.textfiles import finite_number
 
 
 class HistoryError(InputError):
     """A history file does not belong to this search or cannot be read."""
+
+
+#: The fields of every line of a history.
+RECORD_KEYS = frozenset({"arch", "objectives", "constraints", "feasible"})
+
+
+def _numbers(values: object, where: str) -> dict[str, float]:
+    """``values`` as a mapping of names to finite numbers."""
+    if not isinstance(values, dict):
+        raise HistoryError(f"{where} must be an object of names and numbers")
+    return {name: finite_number(value, f"{where}: {name}") for name, value in values.items()}
 
 
 class History:
@@ -34,19 +46,30 @@ class History:
         for number, line in enumerate(lines, 1):
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 if number == len(lines):  # torn by a kill mid-write: drop it
                     write_atomic(self.path, "".join(x + "\n" for x in lines[:-1]))
                     break
                 raise HistoryError(f"{self.path}:{number} is not valid JSON") from None
+            where = f"{self.path}:{number}"
+            if not isinstance(record, dict) or not set(record) >= RECORD_KEYS:
+                raise HistoryError(
+                    f"{where} is not a search record: expected an object with "
+                    f"{', '.join(sorted(RECORD_KEYS))}"
+                )
             try:
                 arch = self.space.validate(Arch.from_dict(record["arch"]))
-            except (KeyError, ArchError) as err:
+            except ArchError as err:
                 raise HistoryError(
-                    f"{self.path}:{number}: not an arch of space {self.space.name!r}: {err}"
+                    f"{where}: not an arch of space {self.space.name!r}: {err}"
                 ) from None
             evaluations.append(
-                Evaluation(arch, record["objectives"], record["constraints"], record["feasible"])
+                Evaluation(
+                    arch,
+                    _numbers(record["objectives"], f"{where}: objectives"),
+                    _numbers(record["constraints"], f"{where}: constraints"),
+                    bool(record["feasible"]),
+                )
             )
         return evaluations
 

@@ -34,7 +34,7 @@ candidate pools), last.pt (resumable checkpoint), best.pt (best evaluated weight
 extract --checkpoint`), metrics.jsonl (train records; per-epoch probe accuracies per level) and
 final.json (per-level table on val and test). Kill the command at any moment and run it again
 with the same options: it resumes from last.pt. With --workers N > 1 it trains data-parallel on
-Ray Train.
+Ray Train (a local Ray instance, or a running cluster with --ray-address).
 """
 
 CHOICES = {
@@ -134,6 +134,14 @@ def register(subparsers) -> argparse.ArgumentParser:
         help="stop after N optimizer steps in all (checkpointed); rerun without it to go on",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--ray-address",
+        metavar="HOST:PORT",
+        help="with --workers N > 1: train on the running Ray cluster at this address (its head "
+        "node, or auto) instead of a local Ray instance; it needs a CPU per worker, and the run "
+        "folder must be on storage every machine of the cluster shares (default: $RAY_ADDRESS, "
+        "else a local instance)",
+    )
     groups: dict[str, argparse._ArgumentGroup] = {}
     defaults = TrainConfig()
     for f in fields(TrainConfig):
@@ -172,11 +180,13 @@ def cmd_train(args: argparse.Namespace) -> None:
     config = config_from_args(args)
     if args.max_steps is not None and args.max_steps < 1:
         raise ConfigError(f"--max-steps {args.max_steps} must be at least 1")
+    if args.ray_address and config.workers == 1:
+        raise ConfigError("--ray-address needs --workers N > 1 (the Ray Train workers it runs)")
     out = Path(args.out)
     if config.workers > 1:
         from nas.distributed import train_distributed
 
-        result = train_distributed(config, out, max_steps=args.max_steps)
+        result = train_distributed(config, out, max_steps=args.max_steps, address=args.ray_address)
     else:
         from nas.train.trainer import Trainer
 

@@ -7,6 +7,7 @@ exactly what ran; rerunning with the same options resumes that run.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,10 @@ class TrainConfig:
         for name in ("train_limit", "eval_limit", "checkpoint_every", "threads", "log_every"):
             _at_least(getattr(self, name), 0, name)
         _at_least(self.warmup_steps, -1, "warmup_steps")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"--{_flag(f.name)} = {value} must be a finite number")
         for name in ("lr", "min_lr", "weight_decay", "momentum", "grad_clip", "alpha_clip"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{_flag(name)} = {getattr(self, name)} must be >= 0")
@@ -152,6 +157,9 @@ class TrainConfig:
         unknown = set(data) - known
         if unknown:
             raise ConfigError(f"unknown option(s) {sorted(unknown)}")
+        defaults = cls()
+        for name, value in data.items():
+            _check_type(name, value, getattr(defaults, name))
         return cls(**data)
 
     def differences(self, other: TrainConfig) -> list[str]:
@@ -178,19 +186,37 @@ def write_config(path: Path, config: TrainConfig, derived: dict[str, Any]) -> No
 
 def read_config(path: Path) -> TrainConfig:
     """The configuration a run folder was started with (``derived`` values are ignored)."""
-    import yaml
+    from nas.textfiles import FileFormatError, read_yaml
 
     try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise ConfigError(f"cannot read configuration {path}: {err}") from None
+        data = read_yaml(path, "a training configuration (nas train options)")
+    except FileFormatError as err:
+        raise ConfigError(str(err)) from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path} is not a configuration mapping")
+        raise ConfigError(f"{path} is not a configuration mapping of option: value")
     data.pop("derived", None)
     try:
         return TrainConfig.from_dict(data)
     except (ConfigError, TypeError) as err:
         raise ConfigError(f"{path}: {err}") from None
+
+
+def _check_type(name: str, value: Any, default: Any) -> None:
+    """Refuse an option value of the wrong type (from a configuration file)."""
+    if isinstance(default, bool) or default is None:
+        ok = value is None or isinstance(value, str)
+        wanted = "a string"
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        wanted = "an integer"
+    elif isinstance(default, float):
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        wanted = "a number"
+    else:
+        ok = isinstance(value, str)
+        wanted = "a string"
+    if not ok:
+        raise ConfigError(f"{_flag(name)} = {value!r} must be {wanted}")
 
 
 def _flag(name: str) -> str:

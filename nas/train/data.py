@@ -517,7 +517,32 @@ def _npz_images(x: np.ndarray, where: str) -> np.ndarray:
         )
     if x.dtype == np.uint8:
         return x.astype(np.float32) / 255.0
-    return x.astype(np.float32)
+    if x.dtype.kind not in "iuf":
+        raise DataError(f"{where} holds {x.dtype} values; expected image intensities (numbers)")
+    x = x.astype(np.float32)
+    if not np.isfinite(x).all():
+        raise DataError(f"{where} holds NaN or infinite pixel values; expected finite intensities")
+    return x
+
+
+def _check_labels(y: np.ndarray, where: str) -> None:
+    """Labels must be finite whole numbers (any integers, or floats holding integers)."""
+    if y.dtype.kind in "iu":
+        return
+    if y.dtype.kind != "f":
+        raise DataError(f"{where} has {y.dtype} labels; expected integer class labels")
+    bad = ~np.isfinite(y) | (y != np.round(y))
+    if bad.any():
+        first = int(np.flatnonzero(bad.ravel())[0])
+        raise DataError(
+            f"{where} has {int(bad.sum())} label(s) that are not whole numbers (the first at "
+            f"index {first}: {y.ravel()[first]!r}); expected integer class labels"
+        )
+
+
+def _some(values: np.ndarray) -> str:
+    shown = [v.item() for v in values[:10]]
+    return str(shown)[:-1] + (", ...]" if len(values) > 10 else "]")
 
 
 def _npz(path: Path) -> _Raw:
@@ -532,7 +557,17 @@ def _npz(path: Path) -> _Raw:
             splits_x[split], raw_labels[split] = arrays[f"x_{split}"], arrays[f"y_{split}"]
     if "val" in splits_x and "test" not in splits_x:
         raise DataError(f"{path}: x_val/y_val are given without x_test/y_test")
-    values = np.unique(np.concatenate([np.asarray(v).ravel() for v in raw_labels.values()]))
+    for split, labels in raw_labels.items():
+        _check_labels(np.asarray(labels), f"{path}: y{'' if split == 'train' else '_' + split}")
+    values = np.unique(np.asarray(raw_labels["train"]).ravel())
+    for split in ("val", "test"):
+        if split in raw_labels:
+            extra = np.setdiff1d(np.asarray(raw_labels[split]).ravel(), values)
+            if len(extra):
+                raise DataError(
+                    f"{path}: y_{split} has classes {_some(extra)} that y (training) lacks; "
+                    f"every class of y_{split} must have training images (y has {_some(values)})"
+                )
     splits = {}
     for split, x in splits_x.items():
         y = np.asarray(raw_labels[split]).ravel()

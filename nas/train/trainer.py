@@ -29,11 +29,12 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from nas.arch import Arch
-from nas.runs import write_atomic
-from nas.space import SearchSpace
+from nas.arch import Arch, ArchError
+from nas.errors import InputError
+from nas.runs import append_text, write_atomic
+from nas.space import SearchSpace, SpaceError
 from nas.supernet import Supernet
-from nas.supernet.checkpoint import read_checkpoint, save_supernet
+from nas.supernet.checkpoint import CheckpointError, read_checkpoint, save_supernet
 from nas.train.config import CONFIG_FILE, ConfigError, TrainConfig, read_config, write_config
 from nas.train.data import DataSet, load_data, resize, train_batches
 from nas.train.evaluate import (
@@ -60,6 +61,17 @@ LAST, BEST, METRICS, FINAL, LEVELS = (
     "final.json",
     "levels.json",
 )
+
+
+#: Training stops when this many steps in a row have a non-finite loss or gradient.
+MAX_NONFINITE_STEPS = 3
+#: What a checkpoint needs to resume a run.
+RESUME_KEYS = ("config", "model", "optimizer", "scaler", "sampler", "rng", "step", "best")
+
+
+class TrainingDivergedError(InputError):
+    """The loss or the weights stopped being finite: the options (learning rate, clipping) need
+    to change."""
 
 
 @dataclass
@@ -112,6 +124,7 @@ class Trainer:
                 eval_limit=config.eval_limit,
             )
         self.data = data
+        self.declared_space = base
         self.space = base.with_task(num_classes=data.num_classes, in_channels=data.in_channels)
         self.steps_per_epoch = len(data.train) // config.batch_size
         if self.steps_per_epoch == 0:
@@ -162,6 +175,8 @@ class Trainer:
             config.distill != "none" or self.sampler.trains_max
         )
         self.step = 0
+        self.skipped = 0  # steps whose loss or gradient was not finite (no update)
+        self.nonfinite_in_a_row = 0
         self.best = {"metric": -1.0, "step": -1}
         self.resumed_from: int | None = None
         if self.out is not None and (self.out / LAST).is_file():
@@ -237,19 +252,43 @@ class Trainer:
 
     def _resume(self, path: Path) -> None:
         payload = read_checkpoint(path)
+        kind = payload.get("kind")
+        missing = [k for k in RESUME_KEYS if k not in payload]
+        if kind != "train" or missing:
+            raise CheckpointError(
+                f"{path} is not a resumable training checkpoint (it is a {kind or 'supernet'} "
+                f"checkpoint{', lacking ' + ', '.join(missing) if missing else ''}); put this "
+                "run's last.pt back, or train into a new --out"
+            )
+        stored = _checkpoint_space(payload, path)
+        if stored != self.space:
+            raise CheckpointError(
+                f"{path} holds a supernet of space {stored.name!r} ({_task(stored)}), not of "
+                f"this run's space {self.space.name!r} ({_task(self.space)}); put this run's "
+                "last.pt back, or train into a new --out"
+            )
         saved = TrainConfig.from_dict(payload["config"])
         diff = saved.differences(self.config)
         if diff:
             raise ConfigError(f"{path} was written with other options ({'; '.join(diff)})")
-        self.supernet.load_state_dict(payload["model"])
-        self.optimizer.load_state_dict(payload["optimizer"])
-        self.scaler.load_state_dict(payload["scaler"])
-        if self.ema is not None:
-            self.ema = {k: v.to(self.device) for k, v in payload["ema"].items()}
-        self.sampler.load_state_dict(payload["sampler"])
-        _set_rng_states(payload["rng"])
+        try:
+            self.supernet.load_state_dict(payload["model"])
+            self.optimizer.load_state_dict(payload["optimizer"])
+            self.scaler.load_state_dict(payload["scaler"])
+            if self.ema is not None:
+                self.ema = {k: v.to(self.device) for k, v in payload["ema"].items()}
+            self.sampler.load_state_dict(payload["sampler"])
+            _set_rng_states(payload["rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
+            raise CheckpointError(
+                f"{path} does not fit this run ({type(err).__name__}); put this run's last.pt "
+                "back, or train into a new --out"
+            ) from None
         self.step = int(payload["step"])
         self.best = dict(payload["best"])
+        nonfinite = payload.get("nonfinite", {})
+        self.skipped = int(nonfinite.get("skipped", 0))
+        self.nonfinite_in_a_row = int(nonfinite.get("in_a_row", 0))
         self.resumed_from = self.step
         if self.writer:
             _truncate_metrics(self.out / METRICS, self.step)
@@ -257,9 +296,12 @@ class Trainer:
     def save_checkpoint(self) -> None:
         if not self.writer:
             return
+        self._require_finite_weights()
         save_supernet(
             self.supernet,
             self.out / LAST,
+            declared_space=self.declared_space.to_dict(),
+            nonfinite={"skipped": self.skipped, "in_a_row": self.nonfinite_in_a_row},
             kind="train",
             step=self.step,
             epoch=self.step // self.steps_per_epoch,
@@ -275,8 +317,11 @@ class Trainer:
 
     def _record(self, record: dict[str, Any]) -> None:
         if self.writer:
-            with open(self.out / METRICS, "a") as f:
-                f.write(json.dumps(record) + "\n")
+            plain = {
+                k: None if isinstance(v, float) and not math.isfinite(v) else v
+                for k, v in record.items()
+            }
+            append_text(self.out / METRICS, json.dumps(plain) + "\n", sync=False)
 
     # ----------------------------------------------------------------- training
 
@@ -373,24 +418,37 @@ class Trainer:
         if self.world > 1:
             self._all_reduce_grads()
         self.scaler.unscale_(self.optimizer)
-        grad_norm = None
-        if c.grad_clip > 0:
-            grad_norm = float(
-                torch.nn.utils.clip_grad_norm_(self.supernet.parameters(), c.grad_clip)
-            )
         lr = self.lr_at(self.step)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.step += 1
-        if self.ema is not None:
-            self._update_ema()
-        scores = (
-            -self._mean_over_workers(torch.tensor(student_losses, dtype=torch.float64))
-        ).tolist()
-        self.sampler.observe(students, scores)
+        grad_norm = None
+        if not self._finite_step(total):
+            # Nothing is learnt from this batch: a non-finite gradient never reaches the weights.
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.update()
+            self._skip_step(lr)
+        else:
+            self.nonfinite_in_a_row = 0
+            if c.grad_clip > 0:
+                grad_norm = float(
+                    torch.nn.utils.clip_grad_norm_(self.supernet.parameters(), c.grad_clip)
+                )
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            if not self.scaler.is_enabled() and not _finite(self.supernet.parameters()):
+                raise TrainingDivergedError(
+                    f"training diverged: the weights became infinite or NaN in the update of step "
+                    f"{self.step + 1}; {self._remedy()}"
+                )
+            self.step += 1
+            if self.ema is not None:
+                self._update_ema()
+            scores = (
+                -self._mean_over_workers(torch.tensor(student_losses, dtype=torch.float64))
+            ).tolist()
+            self.sampler.observe(students, scores)
         return {
+            "skipped_steps": self.skipped,
             "loss": total / len(plan),
             "student_ce": sum(student_losses) / max(1, len(student_losses)),
             "subnets": len(plan),
@@ -398,6 +456,48 @@ class Trainer:
             "grad_norm": grad_norm,
             "level": getattr(self.sampler, "level", None),
         }
+
+    def _finite_step(self, loss: float) -> bool:
+        """Whether the step's gradients (after the all-reduce: the same on every worker) are
+        finite. With mixed precision the gradient scaler skips steps itself; the loss is checked
+        in a single process."""
+        if self.scaler.is_enabled():
+            return self.world > 1 or math.isfinite(loss)
+        if self.world == 1 and not math.isfinite(loss):
+            return False
+        return _finite(p.grad for p in self.supernet.parameters())
+
+    def _skip_step(self, lr: float) -> None:
+        """Count a step skipped for a non-finite loss or gradient; stop after a few in a row."""
+        self.step += 1
+        self.skipped += 1
+        self.nonfinite_in_a_row += 1
+        if self.nonfinite_in_a_row >= MAX_NONFINITE_STEPS:
+            first = self.step - self.nonfinite_in_a_row + 1
+            raise TrainingDivergedError(
+                f"training diverged: the loss or its gradient was not finite at steps "
+                f"{first}-{self.step} ({self.nonfinite_in_a_row} in a row, skipped); "
+                f"{self._remedy()}"
+            )
+
+    def _remedy(self) -> str:
+        c = self.config
+        clip = f"--grad-clip (now {c.grad_clip:g})" if c.grad_clip else "set --grad-clip (now off)"
+        last = f"{self.out / LAST}" if self.out is not None else "the last checkpoint"
+        return (
+            f"lower --lr (now {c.lr:g}) or {clip}, and train into a new --out ({last} keeps "
+            "the last finite weights)"
+        )
+
+    def _require_finite_weights(self) -> None:
+        tensors = list(self.supernet.state_dict().values())
+        if self.ema is not None:
+            tensors += list(self.ema.values())
+        if not _finite(tensors):
+            raise TrainingDivergedError(
+                f"training diverged: the weights are not finite at step {self.step}; no checkpoint "
+                f"was written; {self._remedy()}"
+            )
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -530,9 +630,11 @@ class Trainer:
         if result["mean_top1"] > self.best["metric"]:
             self.best = {"metric": result["mean_top1"], "step": self.step}
             if self.writer:
+                self._require_finite_weights()
                 save_supernet(
                     self.evaluation_net(),
                     self.out / BEST,
+                    declared_space=self.declared_space.to_dict(),
                     kind="best",
                     step=self.step,
                     epoch=epoch,
@@ -598,11 +700,37 @@ def _space(name: str) -> SearchSpace:
     return search_spaces.get(name)
 
 
-def _load_arch(path: str, space: SearchSpace) -> Arch:
-    arch = Arch.load(path)
+def _load_arch(source: str, space: SearchSpace) -> Arch:
+    from nas.archfile import read_arch
+
+    where, arch = read_arch(source)
     if arch.space != space.name:
-        raise ConfigError(f"--arch {path} is an arch of space {arch.space!r}, not {space.name!r}")
-    return space.validate(arch)
+        raise ConfigError(f"--arch {where} is an arch of space {arch.space!r}, not {space.name!r}")
+    try:
+        return space.validate(arch)
+    except ArchError as err:
+        raise ArchError(f"--arch {where}: {err}") from None
+
+
+def _finite(tensors) -> bool:
+    """Whether every floating-point tensor of ``tensors`` holds only finite values."""
+    with torch.no_grad():
+        return all(
+            bool(torch.isfinite(t).all())
+            for t in tensors
+            if t is not None and t.is_floating_point()
+        )
+
+
+def _checkpoint_space(payload: dict[str, Any], path: Path) -> SearchSpace:
+    try:
+        return SearchSpace.from_dict(payload["space"])
+    except (KeyError, SpaceError) as err:
+        raise CheckpointError(f"{path}: bad space declaration: {err}") from None
+
+
+def _task(space: SearchSpace) -> str:
+    return f"{space.in_channels} input channels, {space.num_classes} classes"
 
 
 def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -656,7 +784,9 @@ def _truncate_metrics(path: Path, step: int) -> None:
     for line in path.read_text().splitlines():
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
+            continue
+        if not isinstance(record, dict):
             continue
         if record.get("step", 0) <= step and record.get("kind") != "final":
             kept.append(line + "\n")
