@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import sys
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ from nas.options import (
     positive_float,
     torch_device,
 )
+from nas.runs import check_folder, check_output_file
 from nas.space import SearchSpace
 
 ARCH_SOURCE_HELP = (
@@ -58,18 +58,6 @@ def _arch_and_space(source: str, space_name: str | None) -> tuple[Arch, SearchSp
     except ArchError as err:
         raise ArchError(f"{where}: {err}") from None
     return arch, space
-
-
-def _check_writable(path: str) -> Path:
-    out = Path(path)
-    parent = out.parent if str(out.parent) else Path(".")
-    if out.is_dir():
-        raise UsageError(f"--out {path} is a directory; give a file path")
-    if not parent.is_dir():
-        raise UsageError(f"--out {path}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise UsageError(f"--out {path}: folder {parent} is not writable")
-    return out
 
 
 def _human(n: float) -> str:
@@ -191,7 +179,7 @@ def _extract_arch(args: argparse.Namespace) -> None:
 
     if not args.out:
         raise UsageError("--out PATH is required with --arch")
-    out = _check_writable(args.out)
+    out = check_output_file(args.out)
     arch, space = _arch_and_space(args.arch, args.space)
     import torch
 
@@ -241,9 +229,10 @@ def _extract_for_device(args: argparse.Namespace) -> None:
 
     if args.arch:
         raise UsageError("--arch and --run exclude each other")
-    given = _check_writable(args.out) if args.out else None
+    given = check_output_file(args.out) if args.out else None
     run, devices, budgets = _open_run_and_devices(args)
     out = given or default_model_path(run, devices, budgets, args.format)
+    check_folder(out.parent)
     card = extract_for_device(
         run,
         devices,

@@ -49,12 +49,8 @@ class Device:
         """The profile at ``path`` for archs of ``space``; a profile measured or imported for
         another space (or another declaration of it) is refused, naming both."""
         from predictors.latency import LatencyPredictor
-        from predictors.profile import ProfileSpaceError
 
-        try:
-            predictor = LatencyPredictor.load(path, space)
-        except ProfileSpaceError as err:
-            raise ProfileSpaceError(f"{path}: {err}") from None
+        predictor = LatencyPredictor.load(path, space)
         return cls(predictor.profile.device, Path(path), predictor)
 
     @classmethod

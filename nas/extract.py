@@ -16,7 +16,7 @@ from torch import nn
 from nas.arch import Arch
 from nas.blocks import build_model
 from nas.errors import InputError
-from nas.runs import replace_atomic
+from nas.runs import replace_atomic, save_torch
 from nas.space import SearchSpace
 from nas.supernet import Supernet
 from nas.supernet.elastic import active_state_dict
@@ -88,7 +88,12 @@ def export_torchscript(model: nn.Module, space: SearchSpace, arch: Arch, path: s
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(model, dummy)
-    return replace_atomic(path, lambda tmp: traced.save(str(tmp)))
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # torch.jit.save to a file object reports write errors
+            torch.jit.save(traced, f)
+
+    return replace_atomic(path, write)
 
 
 def save_model(
@@ -108,7 +113,7 @@ def save_model(
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "card": card or {},
     }
-    return replace_atomic(path, lambda tmp: torch.save(payload, tmp))
+    return save_torch(payload, path)
 
 
 def load_model(path: str | Path) -> tuple[nn.Sequential, SearchSpace, Arch]:

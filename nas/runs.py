@@ -10,6 +10,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from nas.errors import InputError
 
@@ -25,13 +26,39 @@ class OutputError(InputError):
 def make_folder(path: str | Path) -> Path:
     """Create the folder ``path`` (and its parents) unless it exists."""
     path = Path(path)
+    check_folder(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise OutputError(f"cannot create folder {path}: a file of that name exists") from None
     except OSError as err:
         raise OutputError.of(path, err) from None
     return path
+
+
+def check_folder(path: str | Path) -> None:
+    """Raise :class:`OutputError` when ``path`` cannot become a folder because it, or a folder
+    above it, is a file."""
+    path = Path(path)
+    for part in (path, *path.parents):
+        if part.exists():
+            if not part.is_dir():
+                where = "a file of that name exists" if part == path else f"{part} is a file"
+                raise OutputError(f"cannot create folder {path}: {where}")
+            return
+
+
+def check_output_file(path: str | Path, option: str = "--out") -> Path:
+    """``path`` as a file a command may write: not a folder, in a folder that exists."""
+    out = Path(path)
+    parent = out.parent if str(out.parent) else Path(".")
+    if out.is_dir():
+        raise OutputError(f"{option} {path} is a folder; give a file path")
+    if parent.exists() and not parent.is_dir():
+        raise OutputError(f"{option} {path}: {parent} is a file, not a folder")
+    if not parent.is_dir():
+        raise OutputError(f"{option} {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"{option} {path}: folder {parent} is not writable")
+    return out
 
 
 def append_text(path: str | Path, text: str, sync: bool = True) -> None:
@@ -72,6 +99,41 @@ def replace_atomic(path: str | Path, write: Callable[[Path], object]) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def save_torch(payload: Any, path: str | Path) -> Path:
+    """``torch.save(payload)`` to ``path`` atomically. Torch reports a failed write (a full
+    disk) as a bare RuntimeError: here it is an :class:`OutputError` naming the path."""
+    import torch
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            sink = _Sink(f)
+            try:
+                torch.save(payload, sink)
+            except RuntimeError:
+                if sink.error is not None:
+                    raise sink.error from None
+                raise
+
+    return replace_atomic(path, write)
+
+
+class _Sink:
+    """A file object that remembers the OSError a write raised."""
+
+    def __init__(self, file) -> None:
+        self.file, self.error = file, None
+
+    def write(self, data) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
 
 
 def slug(text: str) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from nas.errors import InputError
 from nas.options import nonnegative_float
+from nas.runs import check_output_file
 
 
 class DeviceCommandError(InputError):
@@ -146,16 +147,6 @@ def _space(name: str):
     return search_spaces.get(name)
 
 
-def _writable(path: str) -> Path:
-    out = Path(path)
-    parent = out.parent if str(out.parent) else Path(".")
-    if out.is_dir():
-        raise DeviceCommandError(f"--out {path} is a directory; give a file path")
-    if not parent.is_dir():
-        raise DeviceCommandError(f"--out {path}: folder {parent} does not exist")
-    return out
-
-
 def _predictor(profile_path: str, space_path: str | None = None):
     from predictors.latency import LatencyPredictor
 
@@ -184,7 +175,7 @@ def cmd_measure(args: argparse.Namespace) -> None:
     from predictors.backends import TimingProtocol, get_backend, pin_cpus
     from predictors.measure import MeasurementJob, MeasureSettings
 
-    out = _writable(args.out)
+    out = check_output_file(args.out)
     get_backend(args.backend, args.threads, args.batch)  # unknown backend / bad settings first
     TimingProtocol(args.warmup, args.repeats, args.statistic, args.min_time_ms)
     if args.passes < 1:
@@ -250,7 +241,7 @@ def cmd_time_suite(args: argparse.Namespace) -> None:
     from predictors.suite import read_manifest, time_suite
 
     read_manifest(args.suite)
-    out = _writable(args.out)
+    out = check_output_file(args.out)
     time_suite(args.suite, out, threads=args.threads, repeats=args.repeats)
     print(f"wrote {out}")
 
@@ -259,7 +250,7 @@ def cmd_import(args: argparse.Namespace) -> None:
     from predictors.latency import LatencyPredictor
     from predictors.suite import import_suite
 
-    out = _writable(args.out)
+    out = check_output_file(args.out)
     profile = import_suite(args.suite, args.timings, args.device, args.backend, args.threads)
     predictor = LatencyPredictor.from_profile(profile)
     predictor.compile()
@@ -272,7 +263,7 @@ def cmd_import(args: argparse.Namespace) -> None:
 def cmd_import_table(args: argparse.Namespace) -> None:
     from predictors.tables import import_table
 
-    out = _writable(args.out)
+    out = check_output_file(args.out)
     profile = import_table(args.table, args.path)
     profile.save(out)
     print(f"wrote {out}: {len(profile.kernels)} table entries for space {profile.space_name!r}")

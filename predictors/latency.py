@@ -38,7 +38,7 @@ from nas.layers import Layer, layers_of
 from nas.space import SearchSpace
 from predictors.kernels import FusionRules, KernelSpec, split_kernels
 from predictors.positions import ArchIndexer, Position, position_layers, positions
-from predictors.profile import DeviceProfile, KernelRecord, ProfileError
+from predictors.profile import DeviceProfile, KernelRecord, ProfileError, ProfileSpaceError
 
 MIN_REGRESSION_SAMPLES = 3
 
@@ -458,8 +458,13 @@ class LatencyPredictor:
 
     @classmethod
     def load(cls, path: str | Path, space: SearchSpace | None = None, **kwargs) -> LatencyPredictor:
-        """Read a profile file and fit the predictor (no pickle: refitted from raw measurements)."""
-        return cls.from_profile(DeviceProfile.load(path), space, **kwargs)
+        """Read a profile file and fit the predictor (no pickle: refitted from raw measurements).
+        A profile of another space is refused (:class:`ProfileSpaceError`, naming the file)."""
+        profile = DeviceProfile.load(path)
+        try:
+            return cls.from_profile(profile, space, **kwargs)
+        except ProfileSpaceError as err:
+            raise ProfileSpaceError(f"{path}: {err}") from None
 
     def save(self, path: str | Path) -> Path:
         """Write the profile the predictor was fitted on (raw measurements, rules, metadata)."""

@@ -67,3 +67,13 @@ def tiny_space():
     from nas.space import SearchSpace
 
     return SearchSpace.from_dict(TINY_SPACE)
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory):
+    """A trained run of the tiny space, device profiles A and B (and one of another space), a
+    search and sampled archs, all made with the `nas` command (:mod:`tiny_world`). Tests copy
+    what they change."""
+    import tiny_world as world
+
+    return world.build(tmp_path_factory.mktemp("world"), TINY_SPACE)

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from nas.errors import InputError
-from nas.runs import replace_atomic
+from nas.runs import save_torch
 from nas.space import SearchSpace, SpaceError
 from nas.supernet import Supernet
 
@@ -29,7 +29,7 @@ def save_supernet(supernet: Supernet, path: str | Path, **extra: Any) -> Path:
         "model": {k: v.detach().cpu() for k, v in supernet.state_dict().items()},
         **extra,
     }
-    return replace_atomic(path, lambda tmp: torch.save(payload, tmp))
+    return save_torch(payload, path)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

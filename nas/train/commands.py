@@ -191,7 +191,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         from nas.train.trainer import Trainer
 
         trainer = Trainer(config, out, progress=not args.no_progress)
-        print(f"{trainer.data.describe()}; {trainer.total_steps} steps", file=sys.stderr)
+        if not args.no_progress:
+            print(f"{trainer.data.describe()}; {trainer.total_steps} steps", file=sys.stderr)
         try:
             result = trainer.run(args.max_steps)
         except KeyboardInterrupt:

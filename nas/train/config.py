@@ -156,7 +156,10 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
-            raise ConfigError(f"unknown option(s) {sorted(unknown)}")
+            raise ConfigError(
+                f"unknown option(s) {sorted(unknown)}; the options are those of `nas train "
+                "--help`, with _ for -"
+            )
         defaults = cls()
         for name, value in data.items():
             _check_type(name, value, getattr(defaults, name))

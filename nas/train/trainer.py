@@ -31,7 +31,7 @@ from torch.nn import functional as F
 
 from nas.arch import Arch, ArchError
 from nas.errors import InputError
-from nas.runs import append_text, write_atomic
+from nas.runs import append_text, check_folder, make_folder, write_atomic
 from nas.space import SearchSpace, SpaceError
 from nas.supernet import Supernet
 from nas.supernet.checkpoint import CheckpointError, read_checkpoint, save_supernet
@@ -107,6 +107,8 @@ class Trainer:
         config = config.check().resolved(torch.cuda.is_available())
         self.config, self.rank, self.world = config, rank, world
         self.out = Path(out) if out is not None else None
+        if self.out is not None:
+            check_folder(self.out)
         self.writer = self.out is not None and rank == 0
         self.progress = progress and rank == 0
         self._log = log or (lambda text: print(text, file=sys.stderr))
@@ -142,8 +144,10 @@ class Trainer:
             "total_steps": self.total_steps,
             "warmup_steps": self.warmup,
         }
-        if self.out is not None:
-            self._prepare_folder()
+        fixed = _load_arch(config.arch, self.space) if config.arch else None
+        last = None
+        if self.out is not None and (self.out / LAST).is_file():
+            last = self._resumable(self.out / LAST)
 
         _seed_everything(config.seed)
         self.supernet = Supernet(self.space).to(self.device)
@@ -163,10 +167,12 @@ class Trainer:
         self.complexity = complexity_function(
             self.space, config.level_metric, config.device_profile, base
         )
+        if self.out is not None:  # every input is checked: the run folder may be written
+            self._prepare_folder()
         self.levels = self._levels()
         self.probes: list[Probe] = make_probes(self.levels, config.probes_per_level, config.seed)
         self.calibration = calibration_images(data.train, config.calib_images)
-        self.sampler = self._sampler()
+        self.sampler = self._sampler(fixed)
         if config.sampler == "fixed":  # a standalone run is evaluated on its own arch only
             arch = self.sampler.arch
             value = self.complexity(arch)
@@ -179,8 +185,8 @@ class Trainer:
         self.nonfinite_in_a_row = 0
         self.best = {"metric": -1.0, "step": -1}
         self.resumed_from: int | None = None
-        if self.out is not None and (self.out / LAST).is_file():
-            self._resume(self.out / LAST)
+        if last is not None:
+            self._resume(last, self.out / LAST)
         elif self.writer:  # records of an attempt killed before its first checkpoint
             _truncate_metrics(self.out / METRICS, 0)
 
@@ -211,7 +217,7 @@ class Trainer:
 
         return load_or_build_levels(self.out / LEVELS if self.writer else None, key, build)
 
-    def _sampler(self) -> Sampler:
+    def _sampler(self, fixed: Arch | None) -> Sampler:
         c = self.config
         return make_sampler(
             c.sampler,
@@ -228,7 +234,7 @@ class Trainer:
                 rescore_every=c.rescore_every,
                 explore_candidates=c.explore_candidates,
             ),
-            arch=_load_arch(c.arch, self.space) if c.arch else None,
+            arch=fixed,
         )
 
     # ----------------------------------------------------------------- folder
@@ -247,10 +253,12 @@ class Trainer:
                     "rerun with the same options to resume, or choose another --out"
                 )
         if self.writer:
-            self.out.mkdir(parents=True, exist_ok=True)
+            make_folder(self.out)
             write_config(config_path, self.config, self.derived)
 
-    def _resume(self, path: Path) -> None:
+    def _resumable(self, path: Path) -> dict[str, Any]:
+        """The payload of the run's last checkpoint, checked: a training checkpoint of this
+        space written with these options."""
         payload = read_checkpoint(path)
         kind = payload.get("kind")
         missing = [k for k in RESUME_KEYS if k not in payload]
@@ -267,10 +275,17 @@ class Trainer:
                 f"this run's space {self.space.name!r} ({_task(self.space)}); put this run's "
                 "last.pt back, or train into a new --out"
             )
-        saved = TrainConfig.from_dict(payload["config"])
+        try:
+            saved = TrainConfig.from_dict(payload["config"])
+        except (ConfigError, TypeError) as err:
+            raise CheckpointError(f"{path}: its options are not readable ({err})") from None
         diff = saved.differences(self.config)
         if diff:
             raise ConfigError(f"{path} was written with other options ({'; '.join(diff)})")
+        return payload
+
+    def _resume(self, payload: dict[str, Any], path: Path) -> None:
+        """Continue from a checkpoint checked by :meth:`_resumable`."""
         try:
             self.supernet.load_state_dict(payload["model"])
             self.optimizer.load_state_dict(payload["optimizer"])

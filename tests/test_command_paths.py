@@ -1,0 +1,252 @@
+"""Paths a user takes on day one, through the `nas` command: extraction for several devices,
+device profiles of another space, archs as `nas sample` writes them (the README's commands as
+written), and Ray clusters that are already running."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cli_runner import CliRunner
+
+import search_spaces
+from nas.arch import Arch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def runner():
+    server = CliRunner()
+    yield server
+    server.close()
+
+
+def _folder(world, folder: Path) -> Path:
+    """A user's working folder: a copy of the run, the space files and the profiles."""
+    shutil.copytree(world.run, folder / "run")
+    for path in (world.space, world.other_space, world.profile_a, world.profile_b):
+        shutil.copy(path, folder / path.name)
+    shutil.copy(world.profile_other, folder / "other.json")
+    return folder
+
+
+def _one_error_line(result) -> str:
+    assert result.code == 2, f"exit {result.code}: {result.err}"
+    assert "Traceback" not in result.err
+    (line,) = result.err.strip().splitlines()
+    return line
+
+
+# --------------------------------------------------------------------- several devices
+
+
+def _budget_that_the_most_accurate_archs_miss(folder: Path) -> float:
+    """A latency budget on device B that some searched archs meet but none of the most accurate
+    ones does (what extracting for device A alone would ship)."""
+    from nas.deploy import Device
+
+    space = search_spaces.get(str(folder / "tiny.yaml"))
+    records = [
+        json.loads(line)
+        for line in (folder / "run/search/base/history.jsonl").read_text().splitlines()
+    ]
+    archs = [Arch.from_dict(r["arch"]) for r in records]
+    accuracy = [r["objectives"]["val_top1"] for r in records]
+    latency = Device.open(folder / "b.json", space).latency(archs)
+    best = max(accuracy)
+    fastest_best = min(t for t, a in zip(latency, accuracy, strict=True) if a == best)
+    slower_ok = [t for t in latency if t < fastest_best]
+    assert slower_ok, "every searched arch as fast as the best: the fixture cannot show this"
+    return float(max(slower_ok))
+
+
+def test_extraction_for_two_devices_meets_both_budgets_and_keeps_the_single_device_model(
+    tiny_world, runner, tmp_path
+):
+    folder = _folder(tiny_world, tmp_path)
+    budget_b = _budget_that_the_most_accurate_archs_miss(folder)
+    single = runner.run(
+        ["extract", "--run", "run", "--device", "a.json", "--latency-ms", "1000", "--no-measure"],
+        folder,
+    )
+    assert single.code == 0, single.err
+    models = folder / "run" / "models"
+    single_model = models / "a-1000ms.onnx"
+    before = {p.name: p.read_bytes() for p in models.iterdir()}
+    assert set(before) == {"a-1000ms.onnx", "a-1000ms.onnx.card.json"}
+
+    both = "extract --run run --device a.json --device b.json --no-measure --latency-ms 1000"
+    result = runner.run([*both.split(), repr(budget_b)], folder)
+    assert result.code == 0, result.err
+    # the single-device model is untouched; the new one names both devices and budgets
+    assert {p.name: p.read_bytes() for p in models.iterdir() if p.name in before} == before
+    (card_path,) = [p for p in models.glob("*.card.json") if p.name not in before]
+    assert card_path.name == f"a-1000ms_b-{budget_b:g}ms.onnx.card.json"
+    assert card_path.with_name(card_path.name.removesuffix(".card.json")).is_file()
+    card = json.loads(card_path.read_text())
+    assert card["budgets_ms"] == {"A": 1000.0, "B": budget_b}
+    assert card["latency"]["A"]["predicted_ms"] <= 1000
+    assert card["latency"]["B"]["predicted_ms"] <= budget_b
+    assert card["latency"]["B"]["budget_ms"] == budget_b
+    assert single_model.read_bytes() == before["a-1000ms.onnx"]
+
+
+# --------------------------------------------------------------------- profiles of a space
+
+
+def test_a_profile_of_another_space_is_refused_everywhere_naming_both_spaces(
+    tiny_world, runner, tmp_path
+):
+    folder = _folder(tiny_world, tmp_path)
+    commands = [
+        "search --run run --device other.json --latency-ms 1000 --evaluations 4 --name other",
+        "extract --run run --device other.json --latency-ms 1000 --no-measure",
+        "device predict --profile other.json --arch " + str(tiny_world.samples) + ":1 --space "
+        "tiny.yaml",
+    ]
+    for command in commands:
+        line = _one_error_line(runner.run(command.split(), folder))
+        assert "other.json" in line or "profile is for space" in line, line
+        assert "'tiny-other'" in line and "'tiny-test'" in line, line
+    assert not (folder / "run" / "search" / "other").exists()
+    assert not (folder / "run" / "models").exists()
+
+
+def test_a_run_on_grey_images_takes_a_profile_of_its_declared_three_channel_space(
+    tiny_world, runner, tmp_path
+):
+    """The run trained on digits (one channel) while tiny.yaml declares three: the profile
+    measured for tiny.yaml is the run's, and its predictions are the declared space's."""
+    folder = _folder(tiny_world, tmp_path)
+    result = runner.run(
+        [
+            "search",
+            "--run",
+            "run",
+            "--device",
+            "b.json",
+            "--latency-ms",
+            "1000",
+            "--evaluations",
+            "4",
+            "--name",
+            "b",
+        ],
+        folder,
+    )
+    assert result.code == 0, result.err
+    history = (folder / "run/search/b/history.jsonl").read_text().splitlines()
+    record = json.loads(history[0])
+    from nas.deploy import Device
+
+    space = search_spaces.get(str(folder / "tiny.yaml"))
+    assert space.in_channels == 3
+    expected = Device.open(folder / "b.json", space).latency([Arch.from_dict(record["arch"])])
+    assert record["constraints"]["latency_ms@B"] == pytest.approx(float(expected[0]))
+
+
+# --------------------------------------------------------------------- archs from nas sample
+
+
+def _readme_arch_commands() -> list[str]:
+    """The shell block of the README's "Arch files" section."""
+    text = (REPO / "README.md").read_text()
+    section = text.split("## Arch files", 1)[1].split("\n## ", 1)[0]
+    (block,) = re.findall(r"```sh\n(.*?)```", section, re.S)
+    return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
+
+
+def test_the_readmes_arch_commands_run_as_written(tmp_path):
+    commands = _readme_arch_commands()
+    assert any("| nas inspect -" in c for c in commands)
+    assert any(re.search(r"nas inspect \S+:\d", c) for c in commands)
+    assert any("nas extract" in c and "--arch" in c for c in commands)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    for command in commands:
+        done = subprocess.run(
+            ["bash", "-o", "pipefail", "-c", command],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, f"{command}\n{done.stderr}"
+        if "nas inspect" in command:
+            assert "total:" in done.stdout and "space hybrid-tiny" in done.stdout, command
+    assert (tmp_path / "model.onnx").is_file()
+
+
+def test_every_arch_reader_takes_a_line_of_nas_sample_output(tiny_world, runner, tmp_path):
+    folder = _folder(tiny_world, tmp_path)
+    samples = str(tiny_world.samples)
+    lines = tiny_world.samples.read_text().splitlines()
+    (folder / "one.json").write_text(lines[1] + "\n")
+    second = Arch.from_dict(json.loads(lines[1])["arch"])
+
+    inspect = runner.run(["inspect", samples + ":2", "--space", "tiny.yaml"], folder)
+    assert inspect.code == 0 and f"resolution {second.resolution}" in inspect.out, inspect.err
+    piped = runner.run(["inspect", "-", "--space", "tiny.yaml"], folder, stdin=folder / "one.json")
+    assert piped.out == inspect.out
+    predict = runner.run(["device", "predict", "--profile", "a.json", "--arch", samples], folder)
+    assert predict.code == 0 and len(predict.out.strip().splitlines()) == 3, predict.err
+    extract = ["extract", "--space", "tiny.yaml", "--arch", "one.json", "--out", "m.pt"]
+    assert runner.run([*extract, "--format", "pt"], folder).code == 0
+    from nas.extract import load_model
+
+    assert load_model(folder / "m.pt")[2] == second
+    train = ["train", "--space", "tiny.yaml", "--data", "digits", "--sampler", "fixed"]
+    train += ["--arch", samples + ":2", "--epochs", "1", "--train-limit", "64", "--eval-limit"]
+    train += ["20", "--batch-size", "32", "--calib-images", "16", "--no-progress", "--out", "f"]
+    assert runner.run(train, folder).code == 0
+    assert json.loads((folder / "f" / "final.json").read_text())["rows"][0]["arch"] == (
+        second.to_dict()
+    )
+
+
+# --------------------------------------------------------------------- Ray clusters
+
+CLUSTER = """
+import sys, ray
+ray.init(address="local", num_cpus=int(sys.argv[1]), include_dashboard=False)
+print(ray.get_runtime_context().gcs_address, flush=True)
+sys.stdin.read()  # until the test closes it
+ray.shutdown()
+"""
+
+
+@pytest.mark.ray
+def test_search_joins_a_running_ray_cluster_and_refuses_one_too_small(tiny_world, runner, tmp_path):
+    folder = _folder(tiny_world, tmp_path)
+    cluster = subprocess.Popen(
+        [sys.executable, "-c", CLUSTER, "2"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        address = cluster.stdout.readline().strip()
+        assert address, "the Ray cluster did not start"
+        search = "search --run run --device a.json --latency-ms 1000 --batch-size 4 --seed 5"
+        search = search.split() + ["--evaluations", "4", "--name", "ray"]
+        too_many = runner.run([*search, "--workers", "3", "--ray-address", address], folder)
+        line = _one_error_line(too_many)
+        assert f"Ray cluster at {address} has 2 CPU(s), fewer than the 3 workers" in line
+        from_env = runner.run([*search, "--workers", "3"], folder, env={"RAY_ADDRESS": address})
+        assert "has 2 CPU(s), fewer than the 3 workers" in _one_error_line(from_env)
+        assert not (folder / "run" / "search" / "ray").exists()
+
+        joined = runner.run([*search, "--workers", "2", "--ray-address", address], folder)
+        assert joined.code == 0, joined.err
+        history = (folder / "run/search/ray/history.jsonl").read_text().splitlines()
+        assert len(history) == 4
+    finally:
+        cluster.stdin.close()
+        cluster.wait(timeout=120)
