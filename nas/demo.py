@@ -32,7 +32,7 @@ def _budget(profile: Path, run: Path) -> float:
     from nas.search.problem import Constraint, Objective
     from nas.trained import TrainedRun
 
-    space = TrainedRun.open(run).space
+    space = TrainedRun.open(run).declared_space
     device = Device.open(profile, space)
     problem = Problem(
         space,

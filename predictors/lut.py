@@ -12,7 +12,6 @@ read off :func:`nas.layers.layers_of`, so they always describe the layers the en
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -60,13 +59,13 @@ class MissingKeysError(KeyError):
 
 def load_pixel4_table(path: str | Path) -> dict[str, float]:
     """The Pixel 4 table: a JSON object mapping block keys to milliseconds."""
+    from nas.textfiles import FileFormatError, read_json
+
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
-    except OSError as err:
-        raise TableError(f"cannot read latency table {path}: {err.strerror}") from None
-    except json.JSONDecodeError as err:
-        raise TableError(f"latency table {path} is not valid JSON: {err}") from None
+        data = read_json(path, "a latency table (a JSON object of key -> ms)")
+    except FileFormatError as err:
+        raise TableError(f"latency table {err}") from None
     if not isinstance(data, dict) or not data:
         raise TableError(f"latency table {path} must be a non-empty JSON object of key -> ms")
     return {key: _ms(value, path, key) for key, value in data.items()}

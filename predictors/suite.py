@@ -38,6 +38,7 @@ from nas.arch import Arch
 from nas.errors import InputError
 from nas.runs import replace_atomic, write_atomic
 from nas.space import SearchSpace
+from nas.textfiles import FileFormatError, read_json, read_text
 from predictors.backends import Timing
 from predictors.kernels import FusionRule, FusionRules, fusion_candidates
 from predictors.measure import (
@@ -291,14 +292,12 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     path = folder / "manifest.json"
     if not folder.is_dir():
         raise SuiteError(f"suite folder {folder} does not exist")
+    if not path.is_file():
+        raise SuiteError(f"{folder} has no manifest.json; is it a folder from export-suite?")
     try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise SuiteError(
-            f"{folder} has no manifest.json; is it a folder from export-suite?"
-        ) from None
-    except json.JSONDecodeError as err:
-        raise SuiteError(f"{path} is not valid JSON ({err})") from None
+        manifest = read_json(path, "the manifest of a kernel suite (nas device export-suite)")
+    except FileFormatError as err:
+        raise SuiteError(str(err)) from None
     if not isinstance(manifest, dict) or manifest.get("format") != SUITE_FORMAT:
         raise SuiteError(f"{path} is not a kernel suite manifest")
     if manifest.get("version") != SUITE_VERSION:
@@ -313,11 +312,9 @@ def read_timings(path: str | Path) -> dict[str, float]:
     """name -> ms from a timings CSV (format in the module docstring)."""
     path = Path(path)
     try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise SuiteError(f"timings file {path} does not exist") from None
-    except OSError as err:
-        raise SuiteError(f"cannot read timings file {path}: {err.strerror}") from None
+        text = read_text(path, f"a timings CSV with columns {', '.join(CSV_COLUMNS)}")
+    except FileFormatError as err:
+        raise SuiteError(f"timings file {err}") from None
     reader = csv.DictReader(line for line in text.splitlines() if line.strip())
     columns = [c.strip() for c in reader.fieldnames or []]
     missing = [c for c in CSV_COLUMNS if c not in columns]

@@ -358,6 +358,29 @@ def case_predict_an_arch_of_another_space(w, d):
     return Bad(argv, ["arch.json", "tiny-other"])
 
 
+@case("files: profile")
+def case_latency_levels_with_a_profile_of_another_space(w, d):
+    argv = _train(d / "out", "--data", "digits", "--level-metric", "latency")
+    argv += ["--device-profile", str(w.profile_other)]
+    return Bad(argv, ["--device-profile", "other.json", "'tiny-other', not 'tiny-test'"])
+
+
+@case("files: profile")
+def case_published_table_that_is_binary(w, d):
+    _write(d / "pixel4_lut.json", bytes(range(200)))
+    argv = ["device", "import-table", "pixel4", "pixel4_lut.json", "--out", "p4.json"]
+    return Bad(argv, ["pixel4_lut.json", "binary", "key -> ms"])
+
+
+@case("files: profile")
+def case_suite_with_a_binary_manifest(w, d):
+    (d / "suite").mkdir()
+    _write(d / "suite" / "manifest.json", pickle.dumps({"format": "suite"}, protocol=4))
+    _write(d / "t.csv", "name,ms\nbaseline,0.1\n")
+    argv = ["device", "import", "suite", "t.csv", "--out", "p.json"]
+    return Bad(argv, ["manifest.json", "binary", "kernel suite"])
+
+
 # --------------------------------------------------------------------- run folder files
 
 

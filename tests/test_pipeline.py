@@ -30,7 +30,7 @@ def _budget(run, profile) -> float:
     from nas.deploy import Device
     from nas.trained import TrainedRun
 
-    space = TrainedRun.open(run).space
+    space = TrainedRun.open(run).declared_space
     device = Device.open(profile, space)
     return float(np.percentile(device.latency([space.sample(s) for s in range(50)]), 60))
 

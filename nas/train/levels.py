@@ -101,7 +101,7 @@ def _device_profile(path: Path):
 
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None  # the table reader names the problem
     if isinstance(data, dict) and data.get("format") == PROFILE_FORMAT:
         return DeviceProfile.from_dict(data, str(path))
@@ -111,8 +111,12 @@ def _device_profile(path: Path):
 def _profile_latency(space: SearchSpace, device, path: Path) -> Complexity:
     """Predicted latency on the device of a profile, for archs of ``space``."""
     from predictors.latency import LatencyPredictor
+    from predictors.profile import ProfileSpaceError
 
-    predictor = LatencyPredictor.from_profile(device, space)
+    try:
+        predictor = LatencyPredictor.from_profile(device, space)
+    except ProfileSpaceError as err:
+        raise ProfileSpaceError(f"--device-profile {path}: {err}") from None
     allowed = predictor.resolutions
 
     def measure(arch: Arch) -> float:
@@ -259,7 +263,7 @@ def load_or_build_levels(path: Path | None, key: dict, build: Callable[[], Level
             data = json.loads(path.read_text())
             if data.get("format") == LEVELS_FORMAT and data.get("key") == key:
                 return Levels.from_dict(data)
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
             pass  # a stale or damaged cache is rebuilt
     levels = build()
     levels.key = key

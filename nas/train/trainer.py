@@ -65,6 +65,8 @@ LAST, BEST, METRICS, FINAL, LEVELS = (
 
 #: Training stops when this many steps in a row have a non-finite loss or gradient.
 MAX_NONFINITE_STEPS = 3
+#: The loss a non-finite loss counts as when subnets are ranked by it.
+NONFINITE_LOSS = 1e9
 #: What a checkpoint needs to resume a run.
 RESUME_KEYS = ("config", "model", "optimizer", "scaler", "sampler", "rng", "step", "best")
 
@@ -357,19 +359,15 @@ class Trainer:
     def score(self, archs: Sequence[Arch], x: torch.Tensor, y: torch.Tensor) -> list[float]:
         """Minus the cross-entropy of each arch on a mini-batch (batch statistics; the running
         statistics are left as they were). Averaged over workers."""
-        saved = [
-            (m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone())
-            for m in batch_norms(self.supernet)
-        ]
+        saved = _bn_statistics(self.supernet)
         try:
             losses = torch.tensor(
                 [float(F.cross_entropy(self._forward(a, x), y)) for a in archs], dtype=torch.float64
             )
         finally:
-            for m, (mean, var, count) in zip(batch_norms(self.supernet), saved, strict=True):
-                m.running_mean.copy_(mean)
-                m.running_var.copy_(var)
-                m.num_batches_tracked.copy_(count)
+            _restore_bn_statistics(self.supernet, saved)
+        # a batch with a non-finite loss ranks every arch last, alike (the step will be skipped)
+        losses = torch.nan_to_num(losses, nan=NONFINITE_LOSS, posinf=NONFINITE_LOSS)
         return (-self._mean_over_workers(losses)).tolist()
 
     def _mean_over_workers(self, values: torch.Tensor) -> torch.Tensor:
@@ -409,6 +407,7 @@ class Trainer:
             self.step, self.total_steps, lambda archs: self.score(archs, x, y)
         )
         plan = ([self.max_arch] if self.trains_max else []) + list(students)
+        statistics = _bn_statistics(self.supernet)  # restored if the step is skipped
         self.optimizer.zero_grad(set_to_none=True)
         teacher = None
         total = 0.0
@@ -436,8 +435,10 @@ class Trainer:
         lr = self.lr_at(self.step)
         grad_norm = None
         if not self._finite_step(total):
-            # Nothing is learnt from this batch: a non-finite gradient never reaches the weights.
+            # Nothing is learnt from this batch: a non-finite gradient never reaches the weights,
+            # nor non-finite activations the BatchNorm statistics.
             self.optimizer.zero_grad(set_to_none=True)
+            _restore_bn_statistics(self.supernet, statistics)
             self.scaler.update()
             self._skip_step(lr)
         else:
@@ -725,6 +726,22 @@ def _load_arch(source: str, space: SearchSpace) -> Arch:
         return space.validate(arch)
     except ArchError as err:
         raise ArchError(f"--arch {where}: {err}") from None
+
+
+def _bn_statistics(model: torch.nn.Module) -> list[tuple[torch.Tensor, ...]]:
+    """Copies of the running statistics of every BatchNorm of ``model``."""
+    return [
+        (m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone())
+        for m in batch_norms(model)
+    ]
+
+
+@torch.no_grad()
+def _restore_bn_statistics(model: torch.nn.Module, saved: list[tuple[torch.Tensor, ...]]) -> None:
+    for m, (mean, var, count) in zip(batch_norms(model), saved, strict=True):
+        m.running_mean.copy_(mean)
+        m.running_var.copy_(var)
+        m.num_batches_tracked.copy_(count)
 
 
 def _finite(tensors) -> bool:
