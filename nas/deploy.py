@@ -10,6 +10,7 @@ the model and its card.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
@@ -90,6 +91,11 @@ def build_problem(
     """Maximise validation accuracy (measured on the supernet, or ``accuracy`` -- e.g. a
     :class:`~nas.search.surrogate.RefittedAccuracy`); minimise latency on the first device;
     latency <= budget on every device; MACs <= limit (millions) when given."""
+    for device, budget in zip(devices, budgets_ms, strict=True):
+        if not math.isfinite(budget) or budget <= 0:
+            raise InputError(f"latency budget {budget} on {device.name} must be a number > 0")
+    if macs_limit is not None and (not math.isfinite(macs_limit) or macs_limit <= 0):
+        raise InputError(f"MACs limit {macs_limit} must be a number > 0 (millions)")
     objectives = [Objective("val_top1", accuracy or run.accuracy, maximize=True)]
     objectives.append(Objective(devices[0].metric, devices[0].latency, maximize=False, unit="ms"))
     constraints = [
