@@ -40,6 +40,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -131,12 +132,17 @@ def ray_cluster(
     original_print = builtins.print  # the Ray driver may patch print for its progress bars
     if address:
         try:
-            ray.init(address=address, logging_level=logging.WARNING)
+            with _native_log() as log:
+                ray.init(address=address, logging_level=logging.WARNING)
         except (ConnectionError, ValueError, RuntimeError) as err:
             reason = " ".join(str(err).split())
+            if log.last:
+                reason += f" ({log.last})"
             raise RayClusterError(
-                f"cannot join the Ray cluster at --ray-address {address}: {reason}; start it with "
-                "`ray start --head` or give its head node's HOST:PORT"
+                f"cannot join the Ray cluster at {address}: {reason}; give the HOST:PORT of its "
+                "head node (`ray start --head` prints it), and for a cluster with token "
+                "authentication (Ray's default) set RAY_AUTH_MODE=token with its token in "
+                "~/.ray/auth_token or RAY_AUTH_TOKEN"
             ) from None
     else:  # "local": never attach by surprise to another cluster on this machine
         ray.init(
@@ -151,6 +157,30 @@ def ray_cluster(
     finally:
         ray.shutdown()
         builtins.print = original_print
+
+
+class _NativeLog:
+    last = ""  # the last warning Ray's core wrote while connecting, without its prefix
+
+
+@contextmanager
+def _native_log() -> Iterator[_NativeLog]:
+    """Keep what Ray's C++ core writes to stderr while connecting (a warning per retry) off the
+    terminal; the last line is kept for the error message."""
+    log = _NativeLog()
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield log
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines = sink.read().decode(errors="replace").strip().splitlines()
+            if lines:
+                log.last = lines[-1].split("] ", 1)[-1].split(": ", 1)[-1]
 
 
 def _require_cpus(workers: int, where: str) -> None:

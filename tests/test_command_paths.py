@@ -231,14 +231,18 @@ def test_search_joins_a_running_ray_cluster_and_refuses_one_too_small(tiny_world
         assert address, "the Ray cluster did not start"
         search = "search --run run --device a.json --latency-ms 1000 --batch-size 4 --seed 5"
         search = search.split() + ["--evaluations", "4", "--name", "ray"]
-        too_many = runner.run([*search, "--workers", "3", "--ray-address", address], folder)
-        line = _one_error_line(too_many)
+        token = {"RAY_AUTH_MODE": "token"}  # the cluster has Ray's default token authentication
+        too_many = [*search, "--workers", "3", "--ray-address", address]
+        line = _one_error_line(runner.run(too_many, folder, env=token))
         assert f"Ray cluster at {address} has 2 CPU(s), fewer than the 3 workers" in line
-        from_env = runner.run([*search, "--workers", "3"], folder, env={"RAY_ADDRESS": address})
+        from_env = runner.run(
+            [*search, "--workers", "3"], folder, env={**token, "RAY_ADDRESS": address}
+        )
         assert "has 2 CPU(s), fewer than the 3 workers" in _one_error_line(from_env)
         assert not (folder / "run" / "search" / "ray").exists()
 
-        joined = runner.run([*search, "--workers", "2", "--ray-address", address], folder)
+        joined = [*search, "--workers", "2", "--ray-address", address]
+        joined = runner.run(joined, folder, env=token)
         assert joined.code == 0, joined.err
         history = (folder / "run/search/ray/history.jsonl").read_text().splitlines()
         assert len(history) == 4
