@@ -464,7 +464,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--quick",
         action="store_true",
         help="the same steps at a size that checks they work in a minute or two: one epoch on "
-        "256 digits, a profile timed with few repeats, 12 searched archs (also "
+        "256 digits, a profile timed with few repeats on a sample of the kernel configurations, "
+        "12 searched archs (also "
         "NAS_DEMO_QUICK=1 in the environment, e.g. `NAS_DEMO_QUICK=1 make demo`)",
     )
     p.set_defaults(func=cmd_demo)

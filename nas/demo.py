@@ -7,7 +7,8 @@ Every step writes into the demo folder and resumes when the demo is run again.
 
 The quick demo (``nas demo --quick``, or ``NAS_DEMO_QUICK=1`` in the environment, as in
 ``NAS_DEMO_QUICK=1 make demo``) runs the same steps at a size for checking that they work: one
-epoch on a subset of digits, a profile timed with few repeats, a dozen searched archs.
+epoch on a subset of digits, a profile timed with few repeats on a sample of the kernel
+configurations (the others predicted by the per-kind regressors), a dozen searched archs.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ QUICK = DemoSize(
     ),
     measure=(
         "--warmup", "1", "--repeats", "3", "--passes", "1", "--min-time-ms", "0",
-        "--models", "4",
+        "--models", "4", "--max-exact", "0", "--prior-per-kind", "3", "--adaptive-rounds", "1",
+        "--adaptive-batch", "8",
     ),
     search=("--batch-size", "6"),
 )  # fmt: skip

@@ -28,8 +28,12 @@ SMALL_TRAINING = (
     "--train-limit 256 --eval-limit 100 --batch-size 32 --calib-images 64 "
     "--levels 3 --pool-draws 60 --pool-size 10"
 )
-#: Device timing with few runs: the profile's structure is what is checked, not its figures.
-SMALL_TIMING = "--warmup 1 --repeats 3 --passes 1 --min-time-ms 0 --models 4"
+#: Device timing with few runs of a sample of the kernel configurations (the others predicted by
+#: the per-kind regressors): the profile's structure is what is checked, not its figures.
+SMALL_TIMING = (
+    "--warmup 1 --repeats 3 --passes 1 --min-time-ms 0 --models 4 "
+    "--max-exact 0 --prior-per-kind 3 --adaptive-rounds 1 --adaptive-batch 8"
+)
 #: Searched archs (and archs per search step).
 SMALL_SEARCH = "--evaluations 12 --batch-size 6"
 #: Placeholders of :data:`SUBSTITUTIONS`, filled in when a command runs.
@@ -40,17 +44,18 @@ PLACEHOLDERS = ("{shared}", "{budget}", "{venv}", "{repo}")
 #: the command runs.
 SUBSTITUTIONS: list[tuple[str, str, str]] = [
     (r"--epochs \d+", f"--epochs 1 {SMALL_TRAINING}", "one epoch on a subset of the data"),
-    (r"^(nas device measure .*)", rf"\1 {SMALL_TIMING}", "few timing runs"),
+    (r"^(nas device measure .*)", rf"\1 {SMALL_TIMING}", "few timing runs, a sample of kernels"),
     (r"^(nas device time-suite .*)", r"\1 --repeats 3", "few timing runs"),
     (r"^(nas device export-suite .*)", r"\1 --models 4", "4 whole models, not 12"),
     (r"--n 100\b", "--n 3", "3 subnets validated, not 100"),
     (r"--evaluations \d+", SMALL_SEARCH, "12 searched archs, not 500"),
-    (r"^(nas search (?!.*--evaluations).*)", rf"\1 {SMALL_SEARCH}", "12 searched archs, not 500"),
     (
         r"--accuracy (\w+)",
-        r"--accuracy \1 --warmup 6 --refit-every 4",
-        "the predictor learns from 6 measured archs, not 50",
+        r"--accuracy \1 --warmup 6 --refit-every 4 --evaluations 24 --batch-size 6",
+        "the predictor learns from 6 measured archs, not 50; the search resumes the one above "
+        "(the same default folder) and goes on to 24 archs",
     ),
+    (r"^(nas search (?!.*--evaluations).*)", rf"\1 {SMALL_SEARCH}", "12 searched archs, not 500"),
     (
         r"--latency-ms 0\.5\b",
         "--latency-ms {budget}",
