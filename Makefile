@@ -3,8 +3,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+DEMO_OUT ?= runs/demo
 
-.PHONY: venv test demo lint format bench clean
+.PHONY: venv test test-all demo lint format bench clean
 
 venv: $(STAMP)
 
@@ -16,11 +17,17 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -e '.[test]'
 	touch $(STAMP)
 
+# Skip reasons are shown (-rs); tests marked slow are left out (see pyproject.toml).
 test: venv
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -rs $(PYTEST_ARGS)
 
+# Every test, the slow ones too: run before a change is merged.
+test-all: venv
+	$(BIN)/python -m pytest -rs -m "slow or not slow" $(PYTEST_ARGS)
+
+# NAS_DEMO_QUICK=1 runs the same steps at a size that only checks they work.
 demo: venv
-	$(BIN)/nas demo --out runs/demo
+	$(BIN)/nas demo --out $(DEMO_OUT)
 
 lint: venv
 	$(BIN)/ruff check .

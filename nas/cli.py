@@ -322,7 +322,13 @@ def _surrogate_settings(args: argparse.Namespace):
 def cmd_demo(args: argparse.Namespace) -> None:
     from nas.demo import run_demo
 
-    run_demo(Path(args.out), seed=args.seed, epochs=args.epochs, evaluations=args.evaluations)
+    run_demo(
+        Path(args.out),
+        seed=args.seed,
+        epochs=args.epochs,
+        evaluations=args.evaluations,
+        quick=True if args.quick else None,
+    )
 
 
 # --------------------------------------------------------------------- parser
@@ -486,8 +492,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run the main job end to end on the embedded data set")
     p.add_argument("--out", default="runs/demo", help="run folder (default runs/demo)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--epochs", type=int, default=10, help="supernet epochs (default 10)")
-    p.add_argument("--evaluations", type=int, default=150, help="searched archs (default 150)")
+    p.add_argument("--epochs", type=int, help="supernet epochs (default 10; 1 with --quick)")
+    p.add_argument("--evaluations", type=int, help="searched archs (default 150; 12 with --quick)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="the same steps at a size that checks they work in a minute or two: one epoch on "
+        "256 digits, a profile timed with few repeats on a sample of the kernel configurations, "
+        "12 searched archs (also "
+        "NAS_DEMO_QUICK=1 in the environment, e.g. `NAS_DEMO_QUICK=1 make demo`)",
+    )
     p.set_defaults(func=cmd_demo)
     return parser
 

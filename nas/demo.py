@@ -4,14 +4,57 @@ It is the sequence of ``nas`` commands a user would type, on scikit-learn's digi
 ``hybrid-tiny`` space: train a supernet with CAS+PAS, measure an ONNX Runtime latency profile of
 this machine, search under a latency budget, and extract the winner to ONNX with its card.
 Every step writes into the demo folder and resumes when the demo is run again.
+
+The quick demo (``nas demo --quick``, or ``NAS_DEMO_QUICK=1`` in the environment, as in
+``NAS_DEMO_QUICK=1 make demo``) runs the same steps at a size for checking that they work: one
+epoch on a subset of digits, a profile timed with few repeats on a sample of the kernel
+configurations (the others predicted by the per-kind regressors), a dozen searched archs.
 """
 
 from __future__ import annotations
 
+import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 DEMO_SPACE = "hybrid-tiny"
+QUICK_ENV = "NAS_DEMO_QUICK"
+
+
+@dataclass(frozen=True)
+class DemoSize:
+    """How big each step of the demo is: epochs, searched archs, and further options of the
+    ``nas train``, ``nas device measure`` and ``nas search`` steps."""
+
+    epochs: int
+    evaluations: int
+    train: tuple[str, ...] = ()
+    measure: tuple[str, ...] = ()
+    search: tuple[str, ...] = ()
+
+
+FULL = DemoSize(epochs=10, evaluations=150)
+QUICK = DemoSize(
+    epochs=1,
+    evaluations=12,
+    train=(
+        "--train-limit", "256", "--eval-limit", "100", "--batch-size", "32",
+        "--calib-images", "64", "--levels", "3", "--pool-draws", "60", "--pool-size", "10",
+        "--no-progress",
+    ),
+    measure=(
+        "--warmup", "1", "--repeats", "3", "--passes", "1", "--min-time-ms", "0",
+        "--models", "4", "--max-exact", "0", "--prior-per-kind", "3", "--adaptive-rounds", "1",
+        "--adaptive-batch", "8",
+    ),
+    search=("--batch-size", "6"),
+)  # fmt: skip
+
+
+def quick_from_environment() -> bool:
+    """Whether ``NAS_DEMO_QUICK`` asks for the quick demo (set to anything but '', 0, false)."""
+    return os.environ.get(QUICK_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
 def _step(title: str, argv: list[str]) -> None:
@@ -43,8 +86,20 @@ def _budget(profile: Path, run: Path) -> float:
     return round(low + 0.4 * (high - low), 3)
 
 
-def run_demo(out: Path, seed: int = 0, epochs: int = 10, evaluations: int = 150) -> Path:
-    """Run the pipeline into ``out``; return the path of the exported ONNX model."""
+def run_demo(
+    out: Path,
+    seed: int = 0,
+    epochs: int | None = None,
+    evaluations: int | None = None,
+    quick: bool | None = None,
+) -> Path:
+    """Run the pipeline into ``out``; return the path of the exported ONNX model.
+
+    ``quick`` (default: from ``NAS_DEMO_QUICK``) runs the steps at :data:`QUICK` size;
+    ``epochs`` and ``evaluations`` override the size's own."""
+    size = QUICK if (quick_from_environment() if quick is None else quick) else FULL
+    epochs = size.epochs if epochs is None else epochs
+    evaluations = size.evaluations if evaluations is None else evaluations
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     run, profile = out / "supernet", out / "onnxruntime_profile.json"
@@ -64,6 +119,7 @@ def run_demo(out: Path, seed: int = 0, epochs: int = 10, evaluations: int = 150)
             str(seed),
             "--out",
             str(run),
+            *size.train,
         ],
     )
     _step(
@@ -79,6 +135,7 @@ def run_demo(out: Path, seed: int = 0, epochs: int = 10, evaluations: int = 150)
             str(profile),
             "--seed",
             str(seed),
+            *size.measure,
         ],
     )
     budget = _budget(profile, run)
@@ -86,7 +143,7 @@ def run_demo(out: Path, seed: int = 0, epochs: int = 10, evaluations: int = 150)
     _step(
         f"search the supernet for the most accurate subnet under {budget} ms",
         ["search", *target, "--algorithm", "evolution", "--name", "demo"]
-        + ["--evaluations", str(evaluations), "--seed", str(seed)],
+        + ["--evaluations", str(evaluations), "--seed", str(seed), *size.search],
     )
     model = out / "model.onnx"
     _step(

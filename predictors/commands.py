@@ -60,6 +60,26 @@ def register(subparsers) -> None:
         help="measure every kernel configuration up to this many, else sample (default 4000)",
     )
     p.add_argument(
+        "--prior-per-kind",
+        type=int,
+        default=40,
+        help="beyond --max-exact: configurations per kernel kind measured first (default 40)",
+    )
+    p.add_argument(
+        "--adaptive-rounds",
+        type=int,
+        default=4,
+        help="beyond --max-exact: rounds of checking the regressors and measuring around the "
+        "configurations they miss by more than 10%% (default 4)",
+    )
+    p.add_argument(
+        "--adaptive-batch",
+        type=int,
+        default=200,
+        help="beyond --max-exact: configurations measured to check the regressors in each round "
+        "(default 200)",
+    )
+    p.add_argument(
         "--models", type=int, default=16, help="whole models for the overhead fit (default 16)"
     )
     p.add_argument("--device", help="name of the device (default: CPU model, backend, threads)")
@@ -178,8 +198,12 @@ def cmd_measure(args: argparse.Namespace) -> None:
     out = check_output_file(args.out)
     get_backend(args.backend, args.threads, args.batch)  # unknown backend / bad settings first
     TimingProtocol(args.warmup, args.repeats, args.statistic, args.min_time_ms)
-    if args.passes < 1:
-        raise DeviceCommandError(f"--passes {args.passes} must be at least 1")
+    for option in ("passes", "prior_per_kind", "adaptive_batch"):
+        if getattr(args, option) < 1:
+            name = "--" + option.replace("_", "-")
+            raise DeviceCommandError(f"{name} {getattr(args, option)} must be at least 1")
+    if args.adaptive_rounds < 0:
+        raise DeviceCommandError(f"--adaptive-rounds {args.adaptive_rounds} must be at least 0")
     pin_cpus(args.cpus)
     space = _space(args.space)
     settings = MeasureSettings(
@@ -193,6 +217,9 @@ def cmd_measure(args: argparse.Namespace) -> None:
         min_time_ms=args.min_time_ms,
         resolutions=tuple(args.resolutions) if args.resolutions else None,
         max_exact=args.max_exact,
+        prior_per_kind=args.prior_per_kind,
+        adaptive_rounds=args.adaptive_rounds,
+        adaptive_batch=args.adaptive_batch,
         models=args.models,
         seed=args.seed,
         device=args.device,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,20 +12,74 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+def in_ci() -> bool:
+    """Whether the suite runs in CI (``CI=true``, as CI services set it)."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def shared_data_folder() -> Path:
+    """``$NAS_SHARED_DATA`` if set, else ``../shared/data`` beside the repository."""
+    return Path(os.environ.get("NAS_SHARED_DATA") or REPO_ROOT.parent / "shared" / "data")
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The shared data folder (latency tables, OFA configs, data sets).
 
-    ``$NAS_SHARED_DATA`` if set, else ``../shared/data`` beside the repository. Tests that need it
-    are skipped, with the reason shown, when it is absent.
+    Tests that need it are skipped, with the reason shown, when it is absent; in CI (``CI=true``)
+    they fail instead, so a CI run never passes without them.
     """
-    folder = Path(os.environ.get("NAS_SHARED_DATA") or REPO_ROOT.parent / "shared" / "data")
+    folder = shared_data_folder()
     if not folder.is_dir():
-        pytest.skip(
+        reason = (
             f"shared data folder not found at {folder}: "
             "set NAS_SHARED_DATA or place ../shared beside the repo"
         )
+        if in_ci():
+            pytest.fail(f"{reason} (CI=true: a test that needs it fails instead of skipping)")
+        pytest.skip(reason)
     return folder
+
+
+def nas_executable() -> Path:
+    """The installed ``nas`` command of the environment running the tests."""
+    return Path(sys.executable).parent / "nas"
+
+
+def run_nas(
+    *args: str | Path,
+    cwd: Path,
+    expect: int | None = 0,
+    env: dict[str, str] | None = None,
+    timeout: float = 900,
+) -> subprocess.CompletedProcess:
+    """Run the installed ``nas`` command as a user does, in ``cwd``; check its exit code
+    (``expect``, or none when None) and return the finished process (text output)."""
+    exe = nas_executable()
+    if not exe.is_file():
+        pytest.fail(f"no installed `nas` command at {exe}: install the package (`make venv`)")
+    done = subprocess.run(
+        [str(exe), *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
+    if expect is not None:
+        assert done.returncode == expect, (
+            f"`nas {' '.join(map(str, args))}` exited {done.returncode}, not {expect}\n"
+            f"stdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-3000:]}"
+        )
+    return done
+
+
+@pytest.fixture(scope="session")
+def readme_flow(tmp_path_factory):
+    """The README's commands, run on demand in one fresh folder (``readme_commands``)."""
+    from readme_commands import ReadmeFlow
+
+    return ReadmeFlow(tmp_path_factory.mktemp("readme"))
 
 
 TINY_SPACE = {

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
@@ -60,20 +59,30 @@ def test_inspect_prints_a_row_per_stage(arch_file, capsys):
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript", "pt"])
-def test_extract_writes_a_working_model(fmt, arch_file, tmp_path, capsys):
+def test_extract_writes_a_model_that_computes_what_the_supernet_does(fmt, arch_file, tmp_path):
+    """Without --checkpoint the weights are those of a supernet initialised with --seed (0)."""
+    from nas.supernet import Supernet
+
     out = tmp_path / f"model.{fmt}"
     assert main(["extract", "--arch", str(arch_file), "--format", fmt, "--out", str(out)]) == 0
-    assert out.is_file()
     arch = Arch.load(arch_file)
-    image = np.zeros((1, 3, arch.resolution, arch.resolution), dtype=np.float32)
-    if fmt == "onnx":
-        session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-        assert session.run(None, {"image": image})[0].shape == (1, 10)
-    elif fmt == "torchscript":
-        assert torch.jit.load(str(out))(torch.from_numpy(image)).shape == (1, 10)
-    else:
-        model, _, loaded_arch = load_model(out)
-        assert loaded_arch == arch
+    torch.manual_seed(0)
+    supernet = Supernet(search_spaces.get("hybrid-tiny")).eval()
+    supernet.set_arch(arch)
+    generator = torch.Generator().manual_seed(1)
+    image = torch.randn(1, 3, arch.resolution, arch.resolution, generator=generator)
+    with torch.no_grad():
+        expected = supernet(image)
+        if fmt == "onnx":
+            session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+            got = torch.from_numpy(session.run(None, {"image": image.numpy()})[0])
+        elif fmt == "torchscript":
+            got = torch.jit.load(str(out))(image)
+        else:
+            model, space, loaded_arch = load_model(out)
+            assert loaded_arch == arch and space.name == "hybrid-tiny"
+            got = model(image)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
 
 
 def test_extract_takes_weights_from_a_checkpoint(arch_file, tmp_path):

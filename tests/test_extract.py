@@ -23,7 +23,13 @@ from nas.extract import (
 from nas.supernet import Supernet
 from nas.supernet.checkpoint import CheckpointError, load_supernet, save_supernet
 
+#: Random archs per space: a sample by default, the full proof with the tests marked slow.
 ARCHS_PER_SPACE = {"elasticvit": 100, "ofa-mbv3": 100, "hybrid-tiny": 100, "ofa-mbv3-w1.0": 25}
+SAMPLE_PER_SPACE = {"elasticvit": 6, "ofa-mbv3": 6, "hybrid-tiny": 30, "ofa-mbv3-w1.0": 3}
+SIZES = [
+    pytest.param(SAMPLE_PER_SPACE, id="sample"),
+    pytest.param(ARCHS_PER_SPACE, id="all", marks=pytest.mark.slow),
+]
 STATIC_BLOCKS = {
     nas.blocks.ConvBNAct,
     nas.blocks.MBConv,
@@ -64,19 +70,20 @@ def _image(space, arch, batch=2, seed=0):
     return torch.randn(batch, space.in_channels, arch.resolution, arch.resolution, generator=gen)
 
 
+@pytest.mark.parametrize("sizes", SIZES)
 @pytest.mark.parametrize("name", list(ARCHS_PER_SPACE))
-def test_extracted_model_equals_supernet_on_random_archs(name, supernets):
+def test_extracted_model_equals_supernet_on_random_archs(name, sizes, supernets):
     supernet, space = supernets[name], search_spaces.get(name)
     rng = random.Random(7)
     worst = 0.0
     with torch.no_grad():
-        for _ in range(ARCHS_PER_SPACE[name]):
+        for _ in range(sizes[name]):
             arch = space.sample(rng)
             model = extract(supernet, arch)
             image = _image(space, arch)
             supernet.set_arch(arch)
             worst = max(worst, (supernet(image) - model(image)).abs().max().item())
-    print(f"{name}: worst |supernet - extracted| over {ARCHS_PER_SPACE[name]} archs: {worst:.2e}")
+    print(f"{name}: worst |supernet - extracted| over {sizes[name]} archs: {worst:.2e}")
     assert worst <= 1e-5
 
 
@@ -99,6 +106,29 @@ def test_extraction_copies_weights(tiny_space):
     assert torch.equal(supernet.stem.conv.weight, before)
     out, k = arch.stem.width, tiny_space.stem.kernel
     assert torch.allclose(model[0].conv.weight - 1.0, before[:out, :, :k, :k])
+
+
+def test_a_smaller_kernel_takes_the_centre_of_the_largest(tiny_space):
+    """Elastic kernels (Once-for-All): a k x k choice is the centre k x k of the largest kernel's
+    weights, for every depthwise convolution of an arch."""
+    supernet = _trained_looking(Supernet(tiny_space))
+    checked = 0
+    for arch in (tiny_space.min_arch(), tiny_space.sample(3), tiny_space.sample(4)):
+        model = extract(supernet, arch)
+        for block, elastic in zip(model, supernet.active_blocks, strict=True):
+            full = dict(elastic.named_parameters())
+            for name, weight in block.named_parameters():
+                largest = full[name]
+                if weight.dim() != 4 or weight.shape[1] != 1:
+                    continue  # depthwise convolutions only
+                k, big = weight.shape[-1], largest.shape[-1]
+                if k == big:
+                    continue
+                start = (big - k) // 2
+                centre = largest[: weight.shape[0], :, start : start + k, start : start + k]
+                assert torch.equal(weight, centre), f"{name}: kernel {k} of {big}"
+                checked += 1
+    assert checked >= 2
 
 
 def test_training_mode_matches_too(tiny_space):

@@ -19,8 +19,10 @@ from predictors.lut import (
     table_latency,
 )
 
-N_ELASTICVIT = 10_000
-N_OFA = 2_000
+#: Archs checked: a sample by default, the full proof with the tests marked slow.
+N_ELASTICVIT = {"sample": 500, "all": 10_000}
+N_OFA = {"sample": 250, "all": 2_000}
+SIZES = ["sample", pytest.param("all", marks=pytest.mark.slow)]
 
 
 @pytest.fixture(scope="module")
@@ -46,14 +48,15 @@ def _coverage(space, archs, keys_of, table_of):
     return len(archs), complete, missing
 
 
-def test_elasticvit_keys_all_in_pixel4_table(pixel4_table):
+@pytest.mark.parametrize("size", SIZES)
+def test_elasticvit_keys_all_in_pixel4_table(pixel4_table, size):
     space = search_spaces.get("elasticvit")
     rng = random.Random(2023)
-    archs = [space.sample(rng) for _ in range(N_ELASTICVIT)]
+    archs = [space.sample(rng) for _ in range(N_ELASTICVIT[size])]
     archs += [space.min_arch(), space.max_arch()]
     checked, complete, missing = _coverage(space, archs, pixel4_keys, lambda _: pixel4_table)
     print(f"\nelasticvit / Pixel 4: {complete}/{checked} archs have every key in the table")
-    assert checked == N_ELASTICVIT + 2
+    assert checked == N_ELASTICVIT[size] + 2
     assert complete == checked, f"missing keys (key: archs): {sorted(missing.items())[:20]}"
 
 
@@ -71,18 +74,19 @@ def test_elasticvit_key_formats(pixel4_table):
     assert table_latency(keys, pixel4_table) > 0
 
 
-def test_ofa_keys_all_in_note10_tables(note10_tables):
+@pytest.mark.parametrize("size", SIZES)
+def test_ofa_keys_all_in_note10_tables(note10_tables, size):
     assert sorted(note10_tables) == [160, 176, 192, 208, 224]
     space = search_spaces.get("ofa-mbv3")
     rng = random.Random(2020)
-    archs = [space.sample(rng) for _ in range(N_OFA // len(note10_tables))]
+    archs = [space.sample(rng) for _ in range(N_OFA[size] // len(note10_tables))]
     archs += [space.min_arch(), space.max_arch()]
     archs = [dataclasses.replace(a, resolution=r) for a in archs for r in note10_tables]
     checked, complete, missing = _coverage(
         space, archs, note10_keys, lambda arch: note10_tables[arch.resolution]
     )
     print(f"\nofa-mbv3 / Note10 at {sorted(note10_tables)}: {complete}/{checked} archs complete")
-    assert checked >= N_OFA
+    assert checked >= N_OFA[size]
     assert complete == checked, f"missing keys (key: archs): {sorted(missing.items())[:20]}"
 
 

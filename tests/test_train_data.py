@@ -45,9 +45,19 @@ def test_batches_follow_a_seeded_order_and_shard_over_workers():
 
 
 def test_resize_is_bilinear_to_the_arch_resolution():
+    """Bilinear, pixel centres aligned (align_corners=False), edges clamped, no antialiasing:
+    values worked out by hand."""
     x = torch.rand(2, 1, 8, 8)
     assert resize(x, 8) is x
-    assert resize(x, 16).shape == (2, 1, 16, 16)
+    small = torch.tensor([[0.0, 4.0], [8.0, 12.0]]).reshape(1, 1, 2, 2)
+    # 2 -> 4: output pixel centres fall at -0.25, 0.25, 0.75, 1.25 input pixels (clamped to 0..1)
+    up = [[0, 1, 3, 4], [2, 3, 5, 6], [6, 7, 9, 10], [8, 9, 11, 12]]
+    assert torch.equal(resize(small, 4), torch.tensor(up, dtype=torch.float32).reshape(1, 1, 4, 4))
+    # 4 -> 2: centres at 0.5 and 2.5: each output is the mean of a 2 x 2 block
+    big = torch.tensor(up, dtype=torch.float32).reshape(1, 1, 4, 4)
+    down = torch.tensor([[1.5, 4.5], [7.5, 10.5]]).reshape(1, 1, 2, 2)
+    assert torch.equal(resize(big, 2), down)
+    assert resize(torch.rand(3, 2, 5, 5), 7).shape == (3, 2, 7, 7)  # every image and channel
 
 
 def _idx(path, array: np.ndarray) -> None:

@@ -1,0 +1,234 @@
+"""The README's commands, as the README test and the command tests run them.
+
+Every line of a ``sh`` code block of README.md that starts with ``nas`` or ``make`` is a command
+to run. The commands run in the order of the README, in one fresh folder (holding a ``runs/``
+folder, as the repository does), with the substitutions of :data:`SUBSTITUTIONS`: they only make
+the runs small (fewer epochs, images, repeats, evaluations, subnets) or point at what this
+machine has (the shared data folder, a latency budget this machine can meet). A README command
+that no longer works, or no longer writes what the README says, fails the test.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from conftest import REPO_ROOT, in_ci, nas_executable, shared_data_folder
+
+README = REPO_ROOT / "README.md"
+
+#: ``nas train`` at a size that runs in seconds: one epoch on 256 digits, three complexity levels.
+SMALL_TRAINING = (
+    "--train-limit 256 --eval-limit 100 --batch-size 32 --calib-images 64 "
+    "--levels 3 --pool-draws 60 --pool-size 10"
+)
+#: Device timing with few runs of a sample of the kernel configurations (the others predicted by
+#: the per-kind regressors): the profile's structure is what is checked, not its figures.
+SMALL_TIMING = (
+    "--warmup 1 --repeats 3 --passes 1 --min-time-ms 0 --models 4 "
+    "--max-exact 0 --prior-per-kind 3 --adaptive-rounds 1 --adaptive-batch 8"
+)
+#: Searched archs (and archs per search step).
+SMALL_SEARCH = "--evaluations 12 --batch-size 6"
+#: Placeholders of :data:`SUBSTITUTIONS`, filled in when a command runs.
+PLACEHOLDERS = ("{shared}", "{budget}", "{venv}", "{repo}")
+
+#: (README text, what the test runs instead, why). Patterns are regular expressions applied in
+#: order to each command; ``{shared}``, ``{budget}``, ``{venv}`` and ``{repo}`` are filled in when
+#: the command runs.
+SUBSTITUTIONS: list[tuple[str, str, str]] = [
+    (r"--epochs \d+", f"--epochs 1 {SMALL_TRAINING}", "one epoch on a subset of the data"),
+    (r"^(nas device measure .*)", rf"\1 {SMALL_TIMING}", "few timing runs, a sample of kernels"),
+    (r"^(nas device time-suite .*)", r"\1 --repeats 3", "few timing runs"),
+    (r"^(nas device export-suite .*)", r"\1 --models 4", "4 whole models, not 12"),
+    (r"--n 100\b", "--n 3", "3 subnets validated, not 100"),
+    (r"--evaluations \d+", SMALL_SEARCH, "12 searched archs, not 500"),
+    (
+        r"--accuracy (\w+)",
+        r"--accuracy \1 --warmup 6 --refit-every 4 --evaluations 24 --batch-size 6",
+        "the predictor learns from 6 measured archs, not 50; the search resumes the one above "
+        "(the same default folder) and goes on to 24 archs",
+    ),
+    (r"^(nas search (?!.*--evaluations).*)", rf"\1 {SMALL_SEARCH}", "12 searched archs, not 500"),
+    (
+        r"--latency-ms 0\.5\b",
+        "--latency-ms {budget}",
+        "0.5 ms is one machine's figure: a budget 60% of random archs meet on this machine's profile",
+    ),
+    (r"\.\./shared/data", "{shared}", "the shared data folder, wherever it is"),
+    (
+        r"^make demo$",
+        "make -f {repo}/Makefile -o {venv}/.installed VENV={venv} demo",
+        "the quick demo (NAS_DEMO_QUICK=1) into this folder's runs/demo, with this environment",
+    ),
+    (
+        r"^make (test|test-all|format|clean)$",
+        r"make -C {repo} -o {venv}/.installed VENV={venv} -n \1",
+        "printed, not run: the suite itself; format and clean change the repository",
+    ),
+    (r"^make lint$", "make -C {repo} -o {venv}/.installed VENV={venv} lint", "this environment"),
+]
+
+#: Commands the README lists before one they need: (command prefix, runs after this prefix).
+RUN_AFTER = {"nas device import suite/": "nas device time-suite"}
+
+#: Environment of every command: no progress bars in captured output; the quick demo.
+ENVIRONMENT = {"TQDM_DISABLE": "1", "NAS_DEMO_QUICK": "1"}
+
+
+def readme_commands(text: str | None = None) -> list[str]:
+    """Every ``nas ...`` and ``make ...`` line of the README's ``sh`` blocks, comments removed,
+    each once, in README order."""
+    text = README.read_text() if text is None else text
+    commands: list[str] = []
+    for block in re.findall(r"^```sh\n(.*?)^```", text, flags=re.S | re.M):
+        for line in block.splitlines():
+            words = shlex.split(line, comments=True)
+            if words and words[0] in ("nas", "make"):
+                command = shlex.join(words)
+                if command not in commands:
+                    commands.append(command)
+    return _reordered(commands)
+
+
+def _reordered(commands: list[str]) -> list[str]:
+    ordered = list(commands)
+    for prefix, after in RUN_AFTER.items():
+        first = next((c for c in ordered if c.startswith(prefix)), None)
+        anchor = next((c for c in ordered if c.startswith(after)), None)
+        if first and anchor and ordered.index(first) < ordered.index(anchor):
+            ordered.remove(first)
+            ordered.insert(ordered.index(anchor) + 1, first)
+    return ordered
+
+
+def substitute(command: str) -> str:
+    """``command`` as the test runs it (placeholders not yet filled in)."""
+    for pattern, replacement, _ in SUBSTITUTIONS:
+        command = re.sub(pattern, replacement, command)
+    return command
+
+
+@dataclass
+class Outcome:
+    readme: str  # the command as the README has it
+    argv: list[str]  # as run
+    returncode: int
+    stdout: str
+    stderr: str
+    missing: str | None = None  # why it could not run here (shared data absent)
+
+    def explain(self) -> str:
+        return (
+            f"README command `{self.readme}`\nran as `{shlex.join(self.argv)}`\n"
+            f"exit code {self.returncode}\nstdout:\n{self.stdout[-3000:]}\n"
+            f"stderr:\n{self.stderr[-3000:]}"
+        )
+
+
+@dataclass
+class ReadmeFlow:
+    """The README's commands run one after another in ``root``, each once, on demand."""
+
+    root: Path
+    commands: list[str] = field(default_factory=readme_commands)
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+    _budget: float | None = None
+
+    def __post_init__(self):
+        (self.root / "runs").mkdir(parents=True, exist_ok=True)
+
+    def path(self, relative: str) -> Path:
+        return self.root / relative
+
+    def find(self, prefix: str) -> str:
+        """The README command starting with ``prefix``."""
+        found = [c for c in self.commands if c.startswith(prefix)]
+        assert found, f"the README has no command starting with {prefix!r}"
+        return found[0]
+
+    def run(self, command: str) -> Outcome:
+        """Run the README's ``nas`` commands up to ``command`` (each once; ``make`` commands
+        only when asked: they read and write nothing the others do) and return its outcome.
+
+        A command that needs the shared data, absent here, is skipped with the reason (fails
+        in CI)."""
+        needed = self.commands[: self.commands.index(command) + 1]
+        if command.startswith("make "):
+            needed = [command]  # reads nothing another command writes
+        for earlier in needed:
+            if earlier not in self.outcomes and not earlier.startswith("make "):
+                self.outcomes[earlier] = self._execute(earlier)
+        if command not in self.outcomes:
+            self.outcomes[command] = self._execute(command)
+        outcome = self.outcomes[command]
+        if outcome.missing:
+            if in_ci():
+                pytest.fail(f"{outcome.missing} (CI=true: fails instead of skipping)")
+            pytest.skip(outcome.missing)
+        return outcome
+
+    def run_ok(self, prefix: str) -> Outcome:
+        """The outcome of the README command starting with ``prefix``, which must succeed."""
+        outcome = self.run(self.find(prefix))
+        assert outcome.returncode == 0, outcome.explain()
+        return outcome
+
+    def budget(self) -> float:
+        """A latency budget (ms) that 60% of 50 random archs meet on ``runs/ort.json``."""
+        if self._budget is None:
+            import numpy as np
+
+            import search_spaces
+            from predictors.latency import LatencyPredictor
+
+            self.run_ok("nas device measure --backend onnxruntime --space hybrid-tiny --out")
+            space = search_spaces.get("hybrid-tiny")
+            predictor = LatencyPredictor.load(self.path("runs/ort.json"), space)
+            latency = predictor.predict([space.sample(seed) for seed in range(50)])
+            self._budget = round(float(np.percentile(latency, 60)), 4)
+        return self._budget
+
+    def _execute(self, command: str) -> Outcome:
+        text = substitute(command)
+        if "{shared}" in text:
+            shared = shared_data_folder()
+            if not shared.is_dir():
+                missing = f"`{command}` needs the shared data folder, not found at {shared}"
+                return Outcome(command, [], -1, "", "", missing)
+            text = text.replace("{shared}", str(shared))
+        if "{budget}" in text:
+            text = text.replace("{budget}", f"{self.budget():g}")
+        venv = Path(sys.executable).parent.parent
+        text = text.replace("{venv}", str(venv)).replace("{repo}", str(REPO_ROOT))
+        argv = shlex.split(text)
+        if argv[0] == "nas":
+            argv[0] = str(nas_executable())
+        done = subprocess.run(
+            argv,
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **ENVIRONMENT},
+            timeout=900,
+        )
+        outcome = Outcome(command, argv, done.returncode, done.stdout, done.stderr)
+        if command.startswith("nas sample"):
+            self._keep_arch_file(done.stdout)
+        return outcome
+
+    def _keep_arch_file(self, printed: str) -> None:
+        """``nas sample`` prints one arch file per line; the README's next commands read one,
+        ``arch.json``: the first printed at 32 px, the resolution the README's ``ort.json``
+        profile is measured at (any line, if none is)."""
+        lines = [line for line in printed.splitlines() if line.strip()]
+        (self.root / "archs.jsonl").write_text(printed)
+        at_32 = [line for line in lines if '"resolution": 32' in line]
+        if lines:
+            (self.root / "arch.json").write_text((at_32 or lines)[0] + "\n")
