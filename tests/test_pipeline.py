@@ -8,6 +8,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from nas.arch import Arch
 from nas.cli import main
 
 TRAIN = "train --space hybrid-tiny --data digits --epochs 1 --train-limit 256 --eval-limit 100 "
@@ -101,3 +102,50 @@ def test_impossible_budget_is_refused_with_the_feasible_range(pipeline, capsys):
 def test_search_of_a_folder_that_is_not_a_run_exits_2(tmp_path, capsys):
     code = main(["search", "--run", str(tmp_path), "--device", "x.json", "--latency-ms", "1"])
     assert code == 2 and "is not a training run" in capsys.readouterr().err
+
+
+TORCH = "device measure --backend torch --space hybrid-tiny --resolutions 16 --warmup 1 "
+TORCH += "--repeats 3 --passes 1 --min-time-ms 0 --models 4 --out"
+
+
+def test_study_of_a_run_compares_two_backends_on_the_same_archs(pipeline):
+    from scipy.stats import kendalltau
+
+    from nas.trained import TrainedRun
+
+    root, run, profile = pipeline
+    torch_profile = root / "torch.json"
+    assert main([*TORCH.split(), str(torch_profile)]) == 0
+    out = root / "study"
+    study = f"study --space hybrid-tiny --run {run} --device {profile} --device {torch_profile} "
+    study += f"--n 24 --pairs 4 --measure 8 --importance-archs 24 --no-progress --out {out}"
+    assert main(study.split()) == 0
+    result = json.loads((out / "study.json").read_text())
+    records = [json.loads(line) for line in (out / "archs.jsonl").read_text().splitlines()]
+
+    # the devices are compared on the same archs: every arch has a latency on both
+    (pair,) = result["devices_disagree"]["rank_agreement"]
+    assert {pair["device_a"], pair["device_b"]} == {"profile", "torch"}
+    assert pair["archs"] == len(records) == result["sample"]["archs"]
+    a = [r["latency_ms"][pair["device_a"]] for r in records]
+    b = [r["latency_ms"][pair["device_b"]] for r in records]
+    assert pair["kendall_tau"] == pytest.approx(kendalltau(a, b).statistic)
+    # only the resolution both profiles were measured at is studied
+    assert {r["arch"]["resolution"] for r in records} == {16}
+
+    # accuracy: measured ones come from the run's cache, the rest are predicted, each labelled
+    measured = TrainedRun.open(run).measured()
+    by_arch = {Arch.from_dict(r["arch"]): r for r in records}
+    labelled = [r for r in records if r["accuracy"] == "measured"]
+    assert len(labelled) >= 8 and any(r["accuracy"] == "predicted" for r in records)
+    for arch, r in by_arch.items():
+        if r["accuracy"] == "measured":
+            assert r["val_top1_pct"] == pytest.approx(100 * measured[arch])
+        else:
+            assert r["accuracy"] == "predicted" and arch not in measured
+    assert result["accuracy"]["measured_in_sample"] == len(labelled)
+    html = (out / "report.html").read_text()
+    for heading in ("Summary", "Per-decision effects", "Devices disagree", "Fronts"):
+        assert f">{heading}</h" in html
+    assert ", predicted)" in html or ", measured)" in html  # accuracies in tables say which
+    assert (out / "effects_accuracy.png").is_file()

@@ -118,17 +118,8 @@ def _panels(result: dict, objectives: list[Objective], measure: str, ylabel: str
             med = np.array([s["median"] if s else np.nan for s in stats])
             low = np.array([s["median"] - s["q25"] if s else 0 for s in stats])
             high = np.array([s["q75"] - s["median"] if s else 0 for s in stats])
-            ax.errorbar(
-                x + shift,
-                med,
-                yerr=[low, high],
-                fmt="o",
-                ms=3.5,
-                lw=1.2,
-                capsize=2,
-                color=colour,
-                label=o.name,
-            )
+            ax.vlines(x + shift, med - low, med + high, color=colour, lw=1.2)
+            ax.plot(x + shift, med, "o", ms=3.5, color=colour, label=o.name)
         ax.axhline(0, color="#999", lw=0.7)
         ax.set_xticks(x, labels, rotation=45 if len(labels) > 5 else 0, fontsize=7)
         ax.set_title(wrap(f"{decision['label']} ({decision['pairs']} pairs)"), fontsize=8)

@@ -45,12 +45,8 @@ def fronts(table: StudyTable) -> dict[str, Any]:
     for b in BUDGETS:
         entry: dict[str, Any] = {"normalised_budget": b, "per_device": {}}
         for label, n in norm.items():
-            row = best_under(score, n, b)
-            entry["per_device"][label] = (
-                None if row is None else {"arch": row, "score": float(score[row])}
-            )
-        row = best_under(score, worst, b)
-        entry["joint"] = None if row is None else {"arch": row, "score": float(score[row])}
+            entry["per_device"][label] = _best(table, best_under(score, n, b))
+        entry["joint"] = _best(table, best_under(score, worst, b))
         out["budgets"].append(entry)
     return out
 

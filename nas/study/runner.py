@@ -12,7 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -151,7 +153,7 @@ def open_inputs(settings: StudySettings):
     return space, devices, run
 
 
-def build_table(settings: StudySettings, space, devices, run, bar: tqdm):
+def build_table(settings: StudySettings, space, devices, run, steps: Steps):
     from nas.study.accuracy import run_archs, study_accuracy
     from nas.study.decisions import Decisions
     from nas.study.profiles import common_resolutions
@@ -167,38 +169,33 @@ def build_table(settings: StudySettings, space, devices, run, bar: tqdm):
         archs = [a for a in run_archs(run) if space.resolutions.index(a.resolution) in allowed]
         if archs:
             extra["run"] = decisions.index(archs, settings.seed)
-    bar.set_postfix_str("sampling archs")
-    sample = stratified(
-        decisions, lambda rows: counter.count_index(rows)[0], settings.n, settings.seed, extra
-    )
-    archs = decisions.archs(sample.index)
-    bar.update()
-    accuracy = None
-    if run is not None:
-        bar.set_postfix_str("accuracy")
-        macs = counter.count_index(sample.index)[0]
-        accuracy = study_accuracy(
-            run,
-            decisions,
-            sample.index,
-            archs,
-            macs,
-            np.array([o == "run" for o in sample.origin]),
-            settings.measure,
-            settings.accuracy_predictor,
-            settings.seed,
-            settings.progress,
+    with steps("sample"):
+        sample = stratified(
+            decisions, lambda rows: counter.count_index(rows)[0], settings.n, settings.seed, extra
         )
-    bar.update()
-    bar.set_postfix_str("latency, MACs, params")
-    objectives = build_objectives(decisions, sample.index, devices, accuracy)
-    rng = np.random.default_rng(settings.seed + 1)
-    bases = np.sort(rng.permutation(len(archs))[: min(settings.pairs, len(archs))])
-    table = StudyTable(
+        archs = decisions.archs(sample.index)
+    accuracy = None
+    with steps("accuracy"):
+        if run is not None:
+            accuracy = study_accuracy(
+                run,
+                decisions,
+                sample.index,
+                archs,
+                counter.count_index(sample.index)[0],
+                np.array([o == "run" for o in sample.origin]),
+                settings.measure,
+                settings.accuracy_predictor,
+                settings.seed,
+                settings.progress,
+            )
+    with steps("latency, MACs, params"):
+        objectives = build_objectives(decisions, sample.index, devices, accuracy, counter)
+        rng = np.random.default_rng(settings.seed + 1)
+        bases = np.sort(rng.permutation(len(archs))[: min(settings.pairs, len(archs))])
+    return StudyTable(
         decisions, sample.index, sample.origin, archs, devices, objectives, accuracy, bases
     )
-    bar.update()
-    return table
 
 
 # --------------------------------------------------------------------- study
@@ -207,7 +204,7 @@ def build_table(settings: StudySettings, space, devices, run, bar: tqdm):
 STEPS = (
     "sample",
     "accuracy",
-    "measures",
+    "latency, MACs, params",
     "effects",
     "importance",
     "flops",
@@ -217,6 +214,22 @@ STEPS = (
     "figures",
     "report",
 )
+
+
+class Steps:
+    """The study's progress bar, and the seconds each step took."""
+
+    def __init__(self, progress: bool):
+        self.bar = tqdm(total=len(STEPS), desc="study", unit="step", disable=not progress)
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        self.bar.set_postfix_str(name)
+        start = time.perf_counter()
+        yield
+        self.seconds[name] = round(time.perf_counter() - start, 3)
+        self.bar.update()
 
 
 def run_study(settings: StudySettings) -> dict[str, Path]:
@@ -229,53 +242,48 @@ def run_study(settings: StudySettings) -> dict[str, Path]:
     space, devices, run = open_inputs(settings)
     out = settings.out
     out.mkdir(parents=True, exist_ok=True)
-    with tqdm(total=len(STEPS), desc="study", unit="step", disable=not settings.progress) as bar:
-        table = build_table(settings, space, devices, run, bar)
+    steps = Steps(settings.progress)
+    with steps.bar:
+        table = build_table(settings, space, devices, run, steps)
         table.write_jsonl(out / "archs.jsonl")
         parts = Parts(out, _fingerprint(table))
         results: dict[str, Any] = {}
-
-        def step(name: str, options: dict, compute: Callable[[], dict]) -> dict:
-            bar.set_postfix_str(name)
-            results[name] = parts.get(name, options, compute)
-            bar.update()
-            return results[name]
-
-        step("effects", {}, lambda: effects.paired_effects(table))
-        step(
-            "importance",
-            {"evaluator": settings.importance, "archs": settings.importance_archs},
-            lambda: importance_section.importances(
-                table,
-                settings.importance,
-                settings.importance_archs,
-                settings.seed,
-                settings.progress,
+        sections = {
+            "effects": ({}, lambda: effects.paired_effects(table)),
+            "importance": (
+                {"evaluator": settings.importance, "archs": settings.importance_archs},
+                lambda: importance_section.importances(
+                    table,
+                    settings.importance,
+                    settings.importance_archs,
+                    settings.seed,
+                    settings.progress,
+                ),
             ),
-        )
-        step("flops", {}, lambda: flops.where_flops_mislead(table))
-        step("devices", {}, lambda: devices_section.devices_disagree(table))
-        step("breakdown", {}, lambda: breakdown.where_the_time_goes(table))
-        step("fronts", {}, lambda: fronts.fronts(table))
-
-        bar.set_postfix_str("figures")
-        figs = {
-            "effects": effects.figures(results["effects"], table, out),
-            "importance": importance_section.figure(results["importance"], table, out),
-            "flops": flops.figure(results["flops"], table, out),
-            "devices": devices_section.figure(results["devices"], table, out),
-            "breakdown": breakdown.figures(results["breakdown"], table, out),
-            "fronts": fronts.figure(results["fronts"], table, out),
+            "flops": ({}, lambda: flops.where_flops_mislead(table)),
+            "devices": ({}, lambda: devices_section.devices_disagree(table)),
+            "breakdown": ({}, lambda: breakdown.where_the_time_goes(table)),
+            "fronts": ({}, lambda: fronts.fronts(table)),
         }
-        bar.update()
-
-        bar.set_postfix_str("report")
-        headline = summary(table, results)
-        document = _document(settings, table, results, figs, headline)
-        study = _study_json(settings, table, results, figs, headline, parts.reused)
-        write_atomic(out / "study.json", json.dumps(study, indent=1, allow_nan=False) + "\n")
-        md, html = document.write(out)
-        bar.update()
+        for name, (options, compute) in sections.items():
+            with steps(name):
+                results[name] = parts.get(name, options, compute)
+        with steps("figures"):
+            figs = {
+                "effects": effects.figures(results["effects"], table, out),
+                "importance": importance_section.figure(results["importance"], table, out),
+                "flops": flops.figure(results["flops"], table, out),
+                "devices": devices_section.figure(results["devices"], table, out),
+                "breakdown": breakdown.figures(results["breakdown"], table, out),
+                "fronts": fronts.figure(results["fronts"], table, out),
+            }
+        with steps("report"):
+            headline = summary(table, results)
+            document = _document(settings, table, results, figs, headline)
+            study = _study_json(settings, table, results, figs, headline, parts.reused)
+            study["seconds"] = dict(steps.seconds)
+            write_atomic(out / "study.json", json.dumps(study, indent=1, allow_nan=False) + "\n")
+            md, html = document.write(out)
     return {"html": html, "markdown": md, "json": out / "study.json", "archs": out / "archs.jsonl"}
 
 

@@ -114,11 +114,13 @@ def build_objectives(
     index: np.ndarray,
     devices: list[StudyDevice],
     accuracy: StudyAccuracy | None,
+    counter=None,
 ) -> list[Objective]:
-    """MACs, parameters, latency per device and (with a run) accuracy of the rows ``index``."""
+    """MACs, parameters, latency per device and (with a run) accuracy of the rows ``index``;
+    ``counter``: the space's :class:`~predictors.complexity.ComplexityTable` if built already."""
     from predictors.complexity import ComplexityTable
 
-    counter = ComplexityTable(decisions.space)
+    counter = counter or ComplexityTable(decisions.space)
 
     def macs(rows: np.ndarray) -> np.ndarray:
         return counter.count_index(rows)[0] / 1e6
