@@ -572,6 +572,10 @@ class LatencyPredictor:
         """Whether each arch's prediction uses any kernel the profile did not measure."""
         return self._lookup(self._indexer.indices(list(archs)))[1]
 
+    def regressed_index(self, index: np.ndarray) -> np.ndarray:
+        """:meth:`regressed` of archs given as :class:`~predictors.positions.ArchIndexer` rows."""
+        return self._lookup(np.asarray(index))[1]
+
     def _compiled_tables(self) -> list[_Compiled]:
         self._require()
         if self._compiled is None:

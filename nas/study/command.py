@@ -68,8 +68,9 @@ def register(subparsers) -> None:
         "--measure",
         type=int,
         default=40,
-        help="with --run: sampled archs to measure on the supernet, besides those the run has "
-        "measured already (default 40)",
+        help="with --run: sampled archs, spread over the MACs range, to measure on the supernet "
+        "(those in the run's accuracy cache are not measured again; archs the run measured "
+        "before are used too) (default 40)",
     )
     p.add_argument(
         "--accuracy-predictor",

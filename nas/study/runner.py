@@ -327,7 +327,13 @@ def _study_json(settings, table, results, figs, headline, reused) -> dict:
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "space": table.decisions.space.name,
             "settings": settings_dict,
-            "devices": [d.describe() for d in table.devices],
+            "devices": [
+                {
+                    **d.describe(),
+                    "regressed_share": float(np.mean(d.predictor.regressed_index(table.index))),
+                }
+                for d in table.devices
+            ],
             "sample": {
                 "archs": len(table),
                 "by_origin": origins,

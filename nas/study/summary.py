@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from nas.study.report import Document, fmt, pct
 from nas.study.table import StudyTable
 
@@ -109,9 +111,20 @@ def setup_report(doc: Document, settings, table: StudyTable) -> None:
         + "."
     )
     doc.table(
-        ["label", "device", "backend", "source", "profile"],
-        [[d.label, d.description, d.backend, d.source, str(d.path)] for d in table.devices],
-        "Devices",
+        ["label", "device", "backend", "source", "profile", "archs with regressed kernels"],
+        [
+            [
+                d.label,
+                d.description,
+                d.backend,
+                d.source,
+                str(d.path),
+                pct(float(np.mean(d.predictor.regressed_index(table.index)))),
+            ]
+            for d in table.devices
+        ],
+        "Devices (the last column: share of archs whose latency uses kernels or table blocks the "
+        "profile lacks, predicted by its regressors)",
     )
     doc.table(
         ["objective", "min", "median", "max"],
