@@ -209,3 +209,21 @@ def test_two_objective_fronts_match_the_definition():
         dominated = np.any(np.all(points >= p, axis=1) & np.any(points > p, axis=1))
         first_copy = np.flatnonzero(np.all(points == p, axis=1))[0] == i
         assert mask[i] == (not dominated and first_copy)
+
+
+def test_both_importance_evaluators_rank_the_decisions(tiny_space):
+    from nas.study.decisions import Decisions
+    from nas.study.importance import importances
+    from nas.study.table import StudyTable, build_objectives
+
+    decisions = Decisions(tiny_space)
+    index = decisions.uniform(np.random.default_rng(1), 20)
+    objectives = build_objectives(decisions, index, [], None)
+    table = StudyTable(decisions, index, ["sample"] * 20, decisions.archs(index), [], objectives)
+    varied = {d.name for d in tiny_space.dimensions if len(d.values) > 1}
+    conditional = {"stages[0].kernel[1]", "stages[1].attention[1]"}  # layer 1 of depth 1 or 2
+    ped = importances(table, "ped-anova", 60, progress=False)["per_objective"]["macs"]
+    assert {r["decision"] for r in ped} == varied
+    fanova = importances(table, "fanova", 60, progress=False)["per_objective"]["macs"]
+    assert {r["decision"] for r in fanova} == varied - conditional  # fANOVA: unconditional only
+    assert fanova[0]["importance"] >= fanova[-1]["importance"]
