@@ -9,6 +9,7 @@ tau on a held-out quarter of them is reported.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,8 @@ MIN_MEASURED = 8
 MIN_HELDOUT = 5
 #: Archs measured per call of the run (each call appends them to the run's cache).
 CHUNK = 4
+#: Rounds of measuring the archs the report names best under a budget.
+VERIFY_ROUNDS = 10
 
 
 @dataclass
@@ -131,3 +134,25 @@ def _heldout_tau(predictor_class, space, kind, seed, archs, top1) -> float | Non
     )
     tau = model.kendall_tau([archs[i] for i in test], top1[test] / 100.0)
     return None if np.isnan(tau) else float(tau)
+
+
+def verify_winners(
+    run, accuracy: StudyAccuracy, archs: list[Arch], winners: Callable[[np.ndarray], set[int]]
+) -> int:
+    """Measure on the supernet the archs ``winners(accuracy values)`` names (the report's best
+    archs under budgets) until all of them are measurements, as searches do before they report
+    a winner; at most :data:`VERIFY_ROUNDS` rounds. Returns how many were measured."""
+    measured = 0
+    for _ in range(VERIFY_ROUNDS):
+        pending = sorted(i for i in winners(accuracy.values) if not accuracy.measured[i])
+        if not pending:
+            break
+        accuracy.values[pending] = 100.0 * run.accuracy([archs[i] for i in pending])
+        accuracy.measured[pending] = True
+        measured += len(pending)
+    accuracy.summary.update(
+        winners_measured=measured,
+        measured_in_sample=int(accuracy.measured.sum()),
+        predicted_in_sample=int((~accuracy.measured).sum()),
+    )
+    return measured

@@ -101,7 +101,7 @@ def _panels(result: dict, objectives: list[Objective], measure: str, ylabel: str
     fig, axes = plt.subplots(rows, cols, figsize=(width, height), squeeze=False)
     # fixed margins (inches): tight_layout costs seconds on a grid of dozens of panels
     fig.subplots_adjust(
-        left=0.6 / width,
+        left=0.85 / width,
         right=1 - 0.1 / width,
         bottom=0.45 / height,
         top=1 - 0.75 / height,

@@ -154,7 +154,7 @@ def open_inputs(settings: StudySettings):
 
 
 def build_table(settings: StudySettings, space, devices, run, steps: Steps):
-    from nas.study.accuracy import run_archs, study_accuracy
+    from nas.study.accuracy import run_archs, study_accuracy, verify_winners
     from nas.study.decisions import Decisions
     from nas.study.profiles import common_resolutions
     from nas.study.sampling import stratified
@@ -193,9 +193,31 @@ def build_table(settings: StudySettings, space, devices, run, steps: Steps):
         objectives = build_objectives(decisions, sample.index, devices, accuracy, counter)
         rng = np.random.default_rng(settings.seed + 1)
         bases = np.sort(rng.permutation(len(archs))[: min(settings.pairs, len(archs))])
+    if accuracy is not None:
+        with steps("accuracy of the best archs"):
+            latencies = [o.values for o in objectives if o.device is not None]
+            verify_winners(run, accuracy, archs, lambda values: budget_winners(latencies, values))
     return StudyTable(
         decisions, sample.index, sample.origin, archs, devices, objectives, accuracy, bases
     )
+
+
+def budget_winners(latencies: list[np.ndarray], score: np.ndarray) -> set[int]:
+    """Every arch the report names as the best under a budget: per device at the percentiles of
+    the wrong-device table and of the time breakdown, and at the fronts' normalised budgets,
+    per device and on all at once."""
+    from nas.study import breakdown, devices, fronts
+
+    out: set[int] = set()
+    percentiles = sorted(set(devices.PERCENTILES) | set(breakdown.BUDGETS))
+    norms = [fronts.normalised(lat) for lat in latencies]
+    for lat, norm in zip(latencies, norms, strict=True):
+        out |= {devices.best_under(score, lat, float(np.percentile(lat, p))) for p in percentiles}
+        out |= {devices.best_under(score, norm, b) for b in fronts.BUDGETS}
+    if norms:
+        worst = np.max(np.stack(norms), axis=0)
+        out |= {devices.best_under(score, worst, b) for b in fronts.BUDGETS}
+    return {i for i in out if i is not None}
 
 
 # --------------------------------------------------------------------- study
@@ -205,6 +227,7 @@ STEPS = (
     "sample",
     "accuracy",
     "latency, MACs, params",
+    "accuracy of the best archs",
     "effects",
     "importance",
     "flops",

@@ -143,10 +143,13 @@ def setup_report(doc: Document, settings, table: StudyTable) -> None:
         a = table.accuracy.summary
         doc.paragraph(
             f"Accuracy is validation top-1 after BN recalibration ({a['checkpoint']}, step "
-            f"{a['step']}): measured on the supernet for {a['measured_in_sample']:,} sampled archs "
-            f"({a['measured_for_study']} picked by this study over the MACs range, of which {a['measured_now']} measured in this run of it; the others from the run's accuracy cache), "
-            f"predicted by the {a['predictor']} accuracy predictor for "
-            f"{a['predicted_in_sample']:,}; archs.jsonl labels each."
+            f"{a['step']}), measured on the supernet for {a['measured_in_sample']:,} of the "
+            f"studied archs: {a['measured_for_study']} picked by this study over the MACs range, "
+            f"{a.get('winners_measured', 0)} more that the report names best under a budget "
+            "(measured as searches measure their winners), the others measured before by the "
+            "run's searches; all are kept in the run's accuracy cache. The "
+            f"{a['predicted_in_sample']:,} others are predicted by the {a['predictor']} accuracy "
+            "predictor; archs.jsonl labels each."
         )
     doc.paragraph(
         "Files: study.json (every number of this report), archs.jsonl (one line per arch: id, "
