@@ -118,7 +118,7 @@ def test_study_of_a_run_compares_two_backends_on_the_same_archs(pipeline):
     assert main([*TORCH.split(), str(torch_profile)]) == 0
     out = root / "study"
     study = f"study --space hybrid-tiny --run {run} --device {profile} --device {torch_profile} "
-    study += f"--n 24 --pairs 4 --measure 8 --importance-archs 24 --no-progress --out {out}"
+    study += f"--n 40 --pairs 4 --measure 8 --importance-archs 24 --no-progress --out {out}"
     assert main(study.split()) == 0
     result = json.loads((out / "study.json").read_text())
     records = [json.loads(line) for line in (out / "archs.jsonl").read_text().splitlines()]
@@ -144,6 +144,13 @@ def test_study_of_a_run_compares_two_backends_on_the_same_archs(pipeline):
         else:
             assert r["accuracy"] == "predicted" and arch not in measured
     assert result["accuracy"]["measured_in_sample"] == len(labelled)
+    # the archs the report names best under a budget are measured, as a search's winners are
+    for budget in result["fronts"]["budgets"]:
+        for best in [*budget["per_device"].values(), budget["joint"]]:
+            assert best is None or best["source"] == "measured"
+    for entry in result["devices_disagree"]["wrong_device"]:
+        assert entry.get("pick_source", "measured") == "measured"
+        assert entry.get("best_on_b_source", "measured") == "measured"
     html = (out / "report.html").read_text()
     for heading in ("Summary", "Per-decision effects", "Devices disagree", "Fronts"):
         assert f">{heading}</h" in html
