@@ -168,7 +168,17 @@ def _cell(change: dict | None, measure: str = "absolute", unit: str = "") -> str
     stats = (change or {}).get(measure)
     if not stats:
         return "n/a"
-    return f"{stats['median']:+.3g}{unit} [{stats['q25']:+.2g}, {stats['q75']:+.2g}]"
+    return (
+        f"{_signed(stats['median'], 3)}{unit} "
+        f"[{_signed(stats['q25'], 2)}, {_signed(stats['q75'], 2)}]"
+    )
+
+
+def _signed(value: float, digits: int) -> str:
+    """``value`` with a sign and ``digits`` significant digits, never in exponent form."""
+    if abs(value) >= 10 ** (digits - 1):
+        return f"{value:+,.0f}"
+    return f"{value:+.{digits}g}"
 
 
 def _last_value_cell(decision: dict, o: Objective) -> str:
