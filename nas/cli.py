@@ -405,6 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     __import__("predictors.commands", fromlist=["register"]).register(sub)
 
+    __import__("nas.study.command", fromlist=["register"]).register(sub)
+
     p = sub.add_parser(
         "search",
         help="search a trained supernet under latency budgets on devices",

@@ -2,7 +2,8 @@
 
 It is the sequence of ``nas`` commands a user would type, on scikit-learn's digits and the
 ``hybrid-tiny`` space: train a supernet with CAS+PAS, measure an ONNX Runtime latency profile of
-this machine, search under a latency budget, and extract the winner to ONNX with its card.
+this machine, search under a latency budget, extract the winner to ONNX with its card, then
+measure a quick eager-PyTorch profile and write the space's trade-off study on both backends.
 Every step writes into the demo folder and resumes when the demo is run again.
 
 The quick demo (``nas demo --quick``, or ``NAS_DEMO_QUICK=1`` in the environment, as in
@@ -32,6 +33,8 @@ class DemoSize:
     train: tuple[str, ...] = ()
     measure: tuple[str, ...] = ()
     search: tuple[str, ...] = ()
+    torch_measure: tuple[str, ...] = ("--passes", "1", "--min-time-ms", "10")
+    study: tuple[str, ...] = ()
 
 
 FULL = DemoSize(epochs=10, evaluations=150)
@@ -49,6 +52,11 @@ QUICK = DemoSize(
         "--adaptive-batch", "8",
     ),
     search=("--batch-size", "6"),
+    torch_measure=(
+        "--warmup", "1", "--repeats", "3", "--passes", "1", "--min-time-ms", "0",
+        "--models", "4", "--max-exact", "0", "--prior-per-kind", "3",
+    ),
+    study=("--n", "40", "--pairs", "4", "--measure", "8", "--importance-archs", "24"),
 )  # fmt: skip
 
 
@@ -150,6 +158,18 @@ def run_demo(
         "extract the winner to ONNX with BN recalibration, test accuracy and a model card",
         ["extract", *target, "--format", "onnx", "--out", str(model)],
     )
+    torch_profile = out / "torch_profile.json"
+    _step(
+        "measure an eager PyTorch latency profile too (one quick pass), to compare backends",
+        ["device", "measure", "--backend", "torch", "--space", DEMO_SPACE, "--out"]
+        + [str(torch_profile), "--seed", str(seed), *size.torch_measure],
+    )
+    study = out / "study"
+    _step(
+        "study the space's trade-offs on both backends with the trained supernet's accuracy",
+        ["study", "--space", DEMO_SPACE, "--run", str(run), "--device", str(profile)]
+        + ["--device", str(torch_profile), "--out", str(study), "--seed", str(seed), *size.study],
+    )
     search = run / "search" / "demo"
     print(f"\ndemo finished in {(time.perf_counter() - start) / 60:.1f} min")
     print(f"  model:        {model}")
@@ -157,5 +177,6 @@ def run_demo(
     print(f"  Pareto plot:  {sorted(search.glob('pareto_*.png'))[0]}")
     print(f"  search:       {search / 'results.json'}")
     print(f"  training run: {run} (metrics.jsonl, best.pt)")
-    print(f"  profile:      {profile}")
+    print(f"  profiles:     {profile}, {torch_profile}")
+    print(f"  study:        {study / 'report.html'}")
     return model

@@ -66,10 +66,13 @@ class AccuracyPredictor:
         return self
 
     def predict(self, archs: Sequence[Arch]) -> np.ndarray:
+        return self.predict_encoded(self.space.encode_many(list(archs)))
+
+    def predict_encoded(self, encodings: np.ndarray) -> np.ndarray:
+        """Accuracy of archs given by their encodings (rows of :meth:`SearchSpace.encode`)."""
         if not self.archs:
             raise RuntimeError("the predictor is not fitted yet")
-        scaled = self.model.predict(self.space.encode_many(list(archs)))
-        return scaled * self._scale + self._mean
+        return self.model.predict(encodings) * self._scale + self._mean
 
     def kendall_tau(self, archs: Sequence[Arch], accuracies: Sequence[float]) -> float:
         """Rank agreement between predicted and measured accuracy on ``archs``."""

@@ -37,7 +37,7 @@ from nas.errors import InputError
 from nas.layers import Layer, layers_of
 from nas.space import SearchSpace
 from predictors.kernels import FusionRules, KernelSpec, split_kernels
-from predictors.positions import ArchIndexer, Position, position_layers, positions
+from predictors.positions import ArchIndexer, PositionTable, position_layers, positions
 from predictors.profile import DeviceProfile, KernelRecord, ProfileError, ProfileSpaceError
 
 MIN_REGRESSION_SAMPLES = 3
@@ -374,12 +374,10 @@ def _leave_one_out(terms, columns, raw, measured) -> float:
 
 @dataclass
 class _Compiled:
-    position: Position
-    deps: np.ndarray
-    strides: np.ndarray
-    table: np.ndarray
+    """A position's latency table and, per entry, whether it uses regressed kernels."""
+
+    latency: PositionTable
     regressed: np.ndarray
-    depth_values: np.ndarray | None
 
 
 class LatencyPredictor:
@@ -492,12 +490,14 @@ class LatencyPredictor:
         """One arch through its operator graph (or table keys): the reference for :meth:`predict`."""
         self._require()
         self.space.validate(arch)
-        self._check_resolutions(self._indexer.indices([arch]), [arch])
+        self._check_resolutions(self._indexer.indices([arch]))
         raw, count, mparams, _ = self._raw(arch)
         return float(self.overhead.apply(raw, count, mparams))
 
     def breakdown(self, arch: Arch) -> list[dict[str, Any]]:
-        """Per kernel (or table block) of ``arch``: layer, kind, ms and whether it was regressed."""
+        """Per kernel (or table block) of ``arch``: layer, kind, ms (as measured alone), its
+        share of the prediction (``share_ms``: the overhead term applied; the shares plus
+        ``overhead.constant`` add up to :meth:`predict`) and whether it was regressed."""
         self._require()
         rows = []
         for layer in layers_of(self.space, arch):
@@ -510,10 +510,21 @@ class LatencyPredictor:
                         "kind": kind,
                         "key": unit.key if isinstance(unit, KernelSpec) else unit,
                         "ms": ms,
+                        "share_ms": self._share(unit, ms),
                         "regressed": regressed,
                     }
                 )
         return rows
+
+    def _share(self, unit: Any, ms: float) -> float:
+        """A kernel's part of a whole-model prediction: its time net of the baseline, scaled,
+        plus its per-kernel and per-parameter overhead."""
+        o = self.overhead
+        return (
+            o.scale * (ms - self.baseline)
+            + o.per_kernel
+            + o.per_mparam * self.scheme.params(unit) / 1e6
+        )
 
     # ----------------------------------------------------------------- vectorised path
 
@@ -537,49 +548,38 @@ class LatencyPredictor:
                 units = self.scheme.layer_units(layer, resolution)
                 entries.append(units)
                 distinct.update(dict.fromkeys(units))
-            plan.append((position, shape, entries))
+            plan.append((position, entries))
         costs = self.kernels.ms_many(list(distinct))
+        share = {u: self._share(u, costs[u][0]) for u in distinct}
         compiled = []
-        scale, per_kernel = self.overhead.scale, self.overhead.per_kernel
-        per_mparam = self.overhead.per_mparam
-        params = {u: self.scheme.params(u) / 1e6 for u in distinct}
-        for position, shape, entries in plan:
+        for position, entries in plan:
             table = np.empty(len(entries), dtype=np.float64)
             regressed = np.zeros(len(entries), dtype=bool)
             for flat, units in enumerate(entries):
                 if units is None:
                     table[flat] = np.nan
                     continue
-                raw = sum(costs[u][0] for u in units) - self.baseline * len(units)
-                mparams = sum(params[u] for u in units)
-                table[flat] = scale * raw + per_kernel * len(units) + per_mparam * mparams
+                table[flat] = sum(share[u] for u in units)
                 regressed[flat] = any(costs[u][1] for u in units)
-            strides = np.array(
-                [math.prod(shape[k + 1 :]) for k in range(len(shape))], dtype=np.int64
-            )
-            depth_values = None
-            if position.depth_dim is not None:
-                depth_values = np.array(space.dimensions[position.depth_dim].values)
-            compiled.append(
-                _Compiled(
-                    position,
-                    np.array(position.deps, dtype=np.int64),
-                    strides,
-                    table,
-                    regressed,
-                    depth_values,
-                )
-            )
+            compiled.append(_Compiled(PositionTable.build(space, position, table), regressed))
         self._compiled = compiled
         return time.perf_counter() - start
 
     def predict(self, archs: Sequence[Arch]) -> np.ndarray:
         """Latency in ms of each arch (vectorised over archs)."""
-        return self._lookup(archs, self._compiled_tables())[0]
+        return self._lookup(self._indexer.indices(list(archs)))[0]
+
+    def predict_index(self, index: np.ndarray) -> np.ndarray:
+        """Latency in ms of archs given as :class:`~predictors.positions.ArchIndexer` rows."""
+        return self._lookup(np.asarray(index))[0]
 
     def regressed(self, archs: Sequence[Arch]) -> np.ndarray:
         """Whether each arch's prediction uses any kernel the profile did not measure."""
-        return self._lookup(archs, self._compiled_tables())[1]
+        return self._lookup(self._indexer.indices(list(archs)))[1]
+
+    def regressed_index(self, index: np.ndarray) -> np.ndarray:
+        """:meth:`regressed` of archs given as :class:`~predictors.positions.ArchIndexer` rows."""
+        return self._lookup(np.asarray(index))[1]
 
     def _compiled_tables(self) -> list[_Compiled]:
         self._require()
@@ -587,31 +587,27 @@ class LatencyPredictor:
             self.compile()
         return self._compiled
 
-    def _lookup(self, archs: Sequence[Arch], compiled: list[_Compiled]):
-        archs = list(archs)
-        index = self._indexer.indices(archs)
-        self._check_resolutions(index, archs)
-        total = np.full(len(archs), self.overhead.constant, dtype=np.float64)
-        regressed = np.zeros(len(archs), dtype=bool)
-        for c in compiled:
-            flat = index[:, c.deps] @ c.strides
-            values = c.table[flat]
-            flags = c.regressed[flat]
-            if c.depth_values is not None:
-                active = c.depth_values[index[:, c.position.depth_dim]] > c.position.layer
-                values = values * active
-                flags = flags & active
+    def _lookup(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self._check_resolutions(index)
+        total = np.full(len(index), self.overhead.constant, dtype=np.float64)
+        regressed = np.zeros(len(index), dtype=bool)
+        for c in self._compiled_tables():
+            flat = c.latency.flat(index)
+            values, flags = c.latency.values[flat], c.regressed[flat]
+            active = c.latency.active(index)
+            if active is not None:
+                values, flags = values * active, flags & active
             total += values
             regressed |= flags
         return total, regressed
 
-    def _check_resolutions(self, index: np.ndarray, archs: Sequence[Arch]) -> None:
-        bad = ~self._resolution_ok[index[:, 0]] if len(archs) else np.zeros(0, dtype=bool)
+    def _check_resolutions(self, index: np.ndarray) -> None:
+        bad = ~self._resolution_ok[index[:, 0]] if len(index) else np.zeros(0, dtype=bool)
         if bad.any():
-            arch = archs[int(np.argmax(bad))]
+            resolution = self.space.resolutions[int(index[int(np.argmax(bad)), 0])]
             raise ResolutionError(
                 f"the profile was measured at resolution(s) {list(self.resolutions)} only; "
-                f"an arch has resolution {arch.resolution} (measure the profile without "
+                f"an arch has resolution {resolution} (measure the profile without "
                 "--resolutions, or with this one)"
             )
 

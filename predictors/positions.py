@@ -14,7 +14,7 @@ sum of table lookups over its active positions -- which numpy does for many arch
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -185,6 +185,64 @@ def position_layers(space: SearchSpace, position: Position):
     dims = [space.dimensions[d].values for d in position.deps]
     for flat, values in enumerate(itertools.product(*dims)):
         yield flat, layer_at(space, position, values)
+
+
+@dataclass
+class PositionTable:
+    """A per-layer quantity tabulated over every combination of one position's decisions.
+
+    ``values[flat]`` is the quantity of the layer :func:`position_layers` yields at ``flat``;
+    archs come as :class:`ArchIndexer` rows.
+    """
+
+    position: Position
+    deps: np.ndarray
+    strides: np.ndarray
+    values: np.ndarray
+    depth_values: np.ndarray | None
+
+    @classmethod
+    def build(cls, space: SearchSpace, position: Position, values: np.ndarray) -> PositionTable:
+        shape = position.shape(space)
+        strides = [int(np.prod(shape[k + 1 :], dtype=np.int64)) for k in range(len(shape))]
+        depth = position.depth_dim
+        return cls(
+            position,
+            np.array(position.deps, dtype=np.int64),
+            np.array(strides, dtype=np.int64),
+            np.asarray(values),
+            None if depth is None else np.array(space.dimensions[depth].values),
+        )
+
+    def flat(self, index: np.ndarray) -> np.ndarray:
+        """Each arch's entry number in the table."""
+        return index[:, self.deps] @ self.strides
+
+    def active(self, index: np.ndarray) -> np.ndarray | None:
+        """Whether each arch has a layer at this position (None: every arch has)."""
+        if self.depth_values is None:
+            return None
+        return self.depth_values[index[:, self.position.depth_dim]] > self.position.layer
+
+    def lookup(self, index: np.ndarray) -> np.ndarray:
+        """Each arch's entry, zero where it has no layer at this position."""
+        values = self.values[self.flat(index)]
+        active = self.active(index)
+        if active is None:
+            return values
+        return values * active.reshape(-1, *([1] * (values.ndim - 1)))
+
+
+def tabulate(space: SearchSpace, quantity: Callable[[Layer], Any]) -> list[PositionTable]:
+    """``quantity(layer)`` (a number or a row of numbers) tabulated at every position of ``space``."""
+    return [
+        PositionTable.build(
+            space,
+            position,
+            np.array([quantity(layer) for _, layer in position_layers(space, position)]),
+        )
+        for position in positions(space)
+    ]
 
 
 class ArchIndexer:

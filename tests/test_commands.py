@@ -264,3 +264,45 @@ def test_impossible_budget_is_refused_with_the_feasible_range(trained, capsys):
 def test_search_of_a_folder_that_is_not_a_run_exits_2(tmp_path, capsys):
     code = main(["search", "--run", str(tmp_path), "--device", "x.json", "--latency-ms", "1"])
     assert code == 2 and "is not a training run" in capsys.readouterr().err
+
+
+def test_study_of_a_run_compares_two_backends_on_the_same_archs(trained, tmp_path):
+    from scipy.stats import kendalltau
+
+    out = tmp_path / "study"
+    run_nas(
+        *["study", "--space", SPACE, "--run", trained.run, "--device", trained.ort],
+        *["--device", trained.torch, "--n", "40", "--pairs", "4", "--measure", "8"],
+        *["--importance-archs", "24", "--no-progress", "--out", out],
+        cwd=tmp_path,
+    )
+    result = json.loads((out / "study.json").read_text())
+    records = [json.loads(line) for line in (out / "archs.jsonl").read_text().splitlines()]
+
+    # the devices are compared on the same archs: every arch has a latency on both
+    (pair,) = result["devices_disagree"]["rank_agreement"]
+    assert pair["device_a"] != pair["device_b"]
+    assert pair["archs"] == len(records) == result["sample"]["archs"]
+    a = [r["latency_ms"][pair["device_a"]] for r in records]
+    b = [r["latency_ms"][pair["device_b"]] for r in records]
+    assert pair["kendall_tau"] == pytest.approx(kendalltau(a, b).statistic)
+
+    # accuracy: measured ones come from the run's cache, the rest are predicted, each labelled
+    measured = trained.measured()
+    labelled = [r for r in records if r["accuracy"] == "measured"]
+    assert len(labelled) >= 8 and any(r["accuracy"] == "predicted" for r in records)
+    for r in records:
+        arch = Arch.from_dict(r["arch"])
+        if r["accuracy"] == "measured":
+            assert r["val_top1_pct"] == pytest.approx(100 * measured[arch])
+        else:
+            assert r["accuracy"] == "predicted" and arch not in measured
+    assert result["accuracy"]["measured_in_sample"] == len(labelled)
+    # the archs the report names best under a budget are measured, as a search's winners are
+    for budget in result["fronts"]["budgets"]:
+        for best in [*budget["per_device"].values(), budget["joint"]]:
+            assert best is None or best["source"] == "measured"
+    html = (out / "report.html").read_text()
+    for heading in ("Summary", "Per-decision effects", "Devices disagree", "Fronts"):
+        assert f">{heading}</h" in html
+    assert (out / "effects_accuracy.png").read_bytes()[:4] == b"\x89PNG"

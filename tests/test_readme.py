@@ -74,6 +74,9 @@ def check_make_demo(flow: ReadmeFlow, out: str) -> None:
     config = yaml.safe_load((demo / "supernet" / "config.yaml").read_text())
     assert config["epochs"] == 1 and config["sampler"] == "cas+pas"  # the quick size, same steps
     assert json.loads((demo / "onnxruntime_profile.json").read_text())["complete"] is True
+    assert (
+        "study:" in out and ">Per-decision effects</h" in (demo / "study/report.html").read_text()
+    )
 
 
 def check_make_test(flow: ReadmeFlow, out: str) -> None:

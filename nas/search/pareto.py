@@ -14,6 +14,8 @@ def as_maximised(values: np.ndarray, maximize: list[bool]) -> np.ndarray:
 def pareto_mask(points: np.ndarray) -> np.ndarray:
     """Boolean mask of the non-dominated rows of ``points`` (all columns maximised)."""
     points = np.asarray(points, dtype=float)
+    if points.ndim == 2 and points.shape[1] == 2:
+        return _pareto_mask_2d(points)
     n = len(points)
     mask = np.ones(n, dtype=bool)
     for i in range(n):
@@ -29,6 +31,18 @@ def pareto_mask(points: np.ndarray) -> np.ndarray:
     _, first = np.unique(points[mask], axis=0, return_index=True)
     keep = np.zeros(n, dtype=bool)
     keep[np.flatnonzero(mask)[first]] = True
+    return keep
+
+
+def _pareto_mask_2d(points: np.ndarray) -> np.ndarray:
+    """:func:`pareto_mask` of two columns in O(n log n): in order of the first column (then the
+    second) descending, a row is on the front when its second column beats every row before it;
+    of exact duplicates the first row is kept."""
+    order = np.lexsort((-points[:, 1], -points[:, 0]))
+    second = points[order, 1]
+    before = np.concatenate([[-np.inf], np.maximum.accumulate(second)[:-1]])
+    keep = np.zeros(len(points), dtype=bool)
+    keep[order[second > before]] = True
     return keep
 
 
