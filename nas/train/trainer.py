@@ -162,6 +162,9 @@ class Trainer:
             config.distill != "none" or self.sampler.trains_max
         )
         self.step = 0
+        #: Subnet forward passes so far: trained (forward and backward) and scored only (PAS,
+        #: best-of-k), so samplers can be compared at equal compute.
+        self.passes = {"trained": 0, "scored": 0}
         self.best = {"metric": -1.0, "step": -1}
         self.resumed_from: int | None = None
         if self.out is not None and (self.out / LAST).is_file():
@@ -249,6 +252,7 @@ class Trainer:
         self.sampler.load_state_dict(payload["sampler"])
         _set_rng_states(payload["rng"])
         self.step = int(payload["step"])
+        self.passes = {k: int(v) for k, v in payload.get("passes", self.passes).items()}
         self.best = dict(payload["best"])
         self.resumed_from = self.step
         if self.writer:
@@ -271,6 +275,7 @@ class Trainer:
             sampler=self.sampler.state_dict(),
             rng=_rng_states(),
             best=self.best,
+            passes=self.passes,
         )
 
     def _record(self, record: dict[str, Any]) -> None:
@@ -297,6 +302,7 @@ class Trainer:
     def score(self, archs: Sequence[Arch], x: torch.Tensor, y: torch.Tensor) -> list[float]:
         """Minus the cross-entropy of each arch on a mini-batch (batch statistics; the running
         statistics are left as they were). Averaged over workers."""
+        self.passes["scored"] += len(archs)
         saved = [
             (m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone())
             for m in batch_norms(self.supernet)
@@ -384,6 +390,7 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.step += 1
+        self.passes["trained"] += len(plan)
         if self.ema is not None:
             self._update_ema()
         scores = (
@@ -464,6 +471,7 @@ class Trainer:
             "edges": self.levels.edges,
             "mean_val_top1": float(np.mean([r["val_top1"] for r in probe_rows])),
             "mean_test_top1": float(np.mean([r["test_top1"] for r in probe_rows])),
+            "subnet_passes": dict(self.passes),
             "rows": rows,
         }
 
