@@ -218,7 +218,8 @@ def plan_jobs(args, out: Path, probes: list[dict], recipes: list[str]):
             supernets.setdefault(recipe, []).append({"seed": seed, "run": run})
     jobs = [train(run["name"], run["config"], run["folder"]) for run in runs.values()]
     for seed in seeds_of(args.seeds):
-        for k, probe in enumerate(probes):
+        for k in spread_order(len(probes)):
+            probe = probes[k]
             arch_file = write_arch(out / "archs" / f"a{k:02d}.json", probe["arch"])
             config = standalone_config(args, arch_file.resolve(), seed)
             folder = run_folder(out / "standalone", f"a{k:02d}-s{seed}", config)
@@ -247,6 +248,15 @@ def plan_jobs(args, out: Path, probes: list[dict], recipes: list[str]):
             for e in entries
         ]
     return jobs, supernets
+
+
+def spread_order(count: int) -> list[int]:
+    """0..count-1 with the ends first, then each next index as far as possible from those
+    before it: a run stopped early has archs across the whole range."""
+    order = [0, count - 1][:count]
+    while len(order) < count:
+        order.append(max(range(count), key=lambda i: min(abs(i - j) for j in order)))
+    return order
 
 
 def evaluate_supernet(
@@ -379,9 +389,15 @@ def summarise(args, probes: list[dict], jobs: list[Job], supernets: dict) -> dic
             if "predictor_archs" in evaluation:
                 row["predictors"] = _predictors(space, evaluation, probes, agreement)
             per_seed.append(row)
+        same = [
+            other
+            for other, r in summary["recipes"].items()
+            if [s["folder"] for s in r["seeds"]] == [e["folder"] for e in runs]
+        ]
         summary["recipes"][recipe] = {
             "options": RECIPES[recipe][0],
             "steps_factor": RECIPES[recipe][1],
+            "same_runs_as": same[0] if same else None,
             "seeds": per_seed,
             "kendall_tau": _mean_ci([r["ranking"]["kendall_tau"] for r in per_seed]),
             "spearman": _mean_ci([r["ranking"]["spearman"] for r in per_seed]),
@@ -461,6 +477,9 @@ def print_tables(summary: dict) -> None:
     ]
     rows = []
     for recipe, r in summary["recipes"].items():
+        if r["same_runs_as"]:
+            rows.append([recipe, f"= {r['same_runs_as']}", "", "", "", ""])
+            continue
         for s in r["seeds"]:
             k = s["ranking"]
             rows.append(
@@ -569,7 +588,7 @@ def plot(summary: dict, path: Path) -> None:
 
     labels, values, lows, highs = [], [], [], []
     for name, r in recipes.items():
-        for s in r["seeds"]:
+        for s in r["seeds"] if not r["same_runs_as"] else ():
             k = s["ranking"]
             labels.append(f"{name} s{s['seed']}")
             values.append(k["kendall_tau"])
