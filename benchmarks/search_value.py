@@ -53,7 +53,7 @@ def main() -> None:
         epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_protocol_options(parser)
+    add_protocol_options(parser, "hybrid-tiny")
     parser.add_argument(
         "--supernet-steps", type=int, default=1200, help="supernet steps (default 1200)"
     )

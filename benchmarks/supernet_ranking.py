@@ -66,6 +66,9 @@ RECIPES: dict[str, tuple[dict[str, Any], float]] = {
     "long": ({}, 2.0),
 }
 PREDICTORS = ("mlp", "gbm", "ridge")
+#: hybrid-tiny widened (8-32 px, narrower choices): on hybrid-tiny itself the standalone
+#: accuracies of a few hundred steps span too little beyond seed noise to rank.
+WIDE_SPACE = REPO / "benchmarks" / "spaces" / "hybrid-wide.yaml"
 
 
 def main() -> None:
@@ -74,7 +77,7 @@ def main() -> None:
         epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_protocol_options(parser)
+    add_protocol_options(parser, str(WIDE_SPACE))
     parser.add_argument("--archs", type=int, default=24, help="archs to rank (default 24)")
     parser.add_argument("--levels", type=int, default=6, help="complexity levels (default 6)")
     parser.add_argument(

@@ -51,12 +51,12 @@ def shared_fashion_mnist() -> Path:
     return shared / "fashion_mnist"
 
 
-def add_protocol_options(parser) -> None:
-    """The options every protocol benchmark takes (data, budget, evaluation, jobs)."""
+def add_protocol_options(parser, space: str) -> None:
+    """The options every protocol benchmark takes (space, data, budget, evaluation, jobs)."""
+    parser.add_argument("--space", default=space, help=f"search space (default {space})")
     parser.add_argument(
         "--data", default=str(shared_fashion_mnist()), help="Fashion-MNIST folder (IDX files)"
     )
-    parser.add_argument("--space", default="hybrid-tiny", help="search space (default hybrid-tiny)")
     parser.add_argument("--batch-size", type=int, default=64, help="images per step (default 64)")
     parser.add_argument(
         "--standalone-steps",
@@ -176,7 +176,12 @@ def run_jobs(jobs: Sequence[Job], workers: int, log: Callable[[str], None] = pri
     finished = {job.name for job in jobs if job.result is not None}
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(pending), unit="job", desc="jobs")
     context = get_context("spawn")
-    with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=context) as pool:
+    with ProcessPoolExecutor(
+        max_workers=max(1, workers),
+        mp_context=context,
+        initializer=_exit_with_parent,
+        initargs=(os.getpid(),),
+    ) as pool:
         running: dict = {}
         while pending or running:
             ready = [j for j in pending if all(a in finished for a in j.after)]
@@ -200,6 +205,19 @@ def _short(result: dict) -> str:
     return ", ".join(
         f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items()
     )
+
+
+def _exit_with_parent(parent: int) -> None:
+    """In a worker: end when the benchmark process is gone (killed), so that a rerun never
+    trains a run folder that an orphaned worker is still writing."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(2)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def _run_job(function: Callable[..., dict], args: tuple, folder: str) -> dict:
