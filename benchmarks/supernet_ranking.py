@@ -114,6 +114,11 @@ def main() -> None:
         "comma-separated (default: only the run's own --calib-images)",
     )
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
+    parser.add_argument(
+        "--partial",
+        action="store_true",
+        help="train nothing: report from the jobs finished so far (marked incomplete)",
+    )
     parser.add_argument("--out", default=str(REPO / "runs" / "supernet_ranking"))
     args = parser.parse_args()
 
@@ -125,7 +130,11 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     probes = choose_archs(args, out)
     jobs, supernets = plan_jobs(args, out, probes, recipes)
-    run_jobs(jobs, args.jobs)
+    if args.partial:
+        for job in jobs:
+            job.result = job.done()
+    else:
+        run_jobs(jobs, args.jobs)
     summary = summarise(args, probes, jobs, supernets)
     (out / "ranking.json").write_text(json.dumps(summary, indent=1) + "\n")
     print_tables(summary)
@@ -302,24 +311,31 @@ def evaluate_supernet(
 
 
 def summarise(args, probes: list[dict], jobs: list[Job], supernets: dict) -> dict:
+    """Every figure, from the jobs finished so far (``complete`` says whether that is all)."""
     from nas.train.ranking import rank_agreement
 
-    by_name = {job.name: job for job in jobs}
+    results = {job.name: job.result for job in jobs}
     seeds = seeds_of(args.seeds)
+    names = [[f"standalone a{k:02d} s{s}" for s in seeds] for k in range(len(probes))]
     standalone = np.array(
-        [
-            [by_name[f"standalone a{k:02d} s{s}"].result["test_top1"] for s in seeds]
-            for k in range(len(probes))
-        ]
+        [[(results[n] or {}).get("test_top1", np.nan) for n in row] for row in names]
     )
-    truth = standalone.mean(axis=1)
-    levels = [p["level"] for p in probes]
-    resamples = args.resamples
+    ranked = ~np.isnan(standalone).all(axis=1)  # archs with at least one finished seed
+    if ranked.sum() < 3:
+        raise SystemExit(f"{int(ranked.sum())} archs have a finished standalone run: 3 needed")
+    truth = np.full(len(probes), np.nan)
+    truth[ranked] = np.nanmean(standalone[ranked], axis=1)
+    levels = np.array([p["level"] for p in probes])
+    finished = [results[n] for row in names for n in row if results[n] is not None]
 
     def agreement(scores) -> dict:
-        return rank_agreement(scores, truth, groups=levels, resamples=resamples)
+        scores = np.asarray(scores, dtype=float)[ranked]
+        return rank_agreement(
+            scores, truth[ranked], groups=levels[ranked].tolist(), resamples=args.resamples
+        )
 
     summary: dict[str, Any] = {
+        "complete": all(r is not None for r in results.values()),
         "settings": {k: v for k, v in vars(args).items()},
         "archs": [
             {
@@ -327,47 +343,45 @@ def summarise(args, probes: list[dict], jobs: list[Job], supernets: dict) -> dic
                 "macs": p["macs"],
                 "resolution": p["arch"].resolution,
                 "arch": p["arch"].to_dict(),
-                "standalone_test_top1": standalone[k].tolist(),
-                "standalone_mean": float(truth[k]),
-                "standalone_std": float(standalone[k].std(ddof=1)) if len(seeds) > 1 else None,
+                "standalone_test_top1": [None if np.isnan(a) else a for a in standalone[k]],
+                "standalone_mean": None if np.isnan(truth[k]) else float(truth[k]),
+                "standalone_std": _std(standalone[k]),
             }
             for k, p in enumerate(probes)
         ],
         "standalone": {
             "seeds": seeds,
-            "span": float(truth.max() - truth.min()),
-            "min": float(truth.min()),
-            "max": float(truth.max()),
-            "cpu_s": sum(
-                by_name[f"standalone a{k:02d} s{s}"].result["cpu_s"]
-                for k in range(len(probes))
-                for s in seeds
-            ),
-            "wall_s": sum(
-                by_name[f"standalone a{k:02d} s{s}"].result["wall_s"]
-                for k in range(len(probes))
-                for s in seeds
-            ),
+            "runs_finished": len(finished),
+            "archs_ranked": int(ranked.sum()),
+            "span": float(np.nanmax(truth) - np.nanmin(truth)),
+            "min": float(np.nanmin(truth)),
+            "max": float(np.nanmax(truth)),
+            "cpu_s": sum(r["cpu_s"] for r in finished),
+            "wall_s": sum(r["wall_s"] for r in finished),
         },
         "macs_baseline": agreement([p["macs"] for p in probes]),
         "recipes": {},
     }
-    if len(seeds) > 1:
-        # Seed noise: the pooled per-arch standard deviation, and how well one seed ranks the
-        # mean of the others (the best tau any proxy can expect against this ground truth).
-        summary["standalone"]["seed_std"] = float(np.sqrt(standalone.var(axis=1, ddof=1).mean()))
+    full = ~np.isnan(standalone).any(axis=1)
+    if len(seeds) > 1 and full.sum() >= 3:
+        # Seed noise over the archs with every seed: the pooled per-arch standard deviation, and
+        # how well one seed ranks the mean of the others (what any proxy can hope for).
+        every = standalone[full]
+        summary["standalone"]["seed_std"] = float(np.sqrt(every.var(axis=1, ddof=1).mean()))
+        summary["standalone"]["seed_std_archs"] = int(full.sum())
         ceilings = []
         for j in range(len(seeds)):
-            others = np.delete(standalone, j, axis=1).mean(axis=1)
-            ceilings.append(rank_agreement(standalone[:, j], others, resamples=10)["kendall_tau"])
+            others = np.delete(every, j, axis=1).mean(axis=1)
+            ceilings.append(rank_agreement(every[:, j], others, resamples=10)["kendall_tau"])
         summary["standalone"]["noise_ceiling_tau"] = float(np.mean(ceilings))
     space = task_space(args)
-    level_ids = sorted(set(levels))
+    level_ids = sorted(set(levels.tolist()))
     for recipe, runs in supernets.items():
         per_seed = []
         for entry in runs:
-            train_result = by_name[entry["train"]].result
-            evaluation = by_name[entry["evaluation"]].result
+            train_result, evaluation = results[entry["train"]], results[entry["evaluation"]]
+            if train_result is None or evaluation is None:
+                continue
             val, test = evaluation["val_top1"], evaluation["test_top1"]
             row = {
                 "seed": entry["seed"],
@@ -392,10 +406,12 @@ def summarise(args, probes: list[dict], jobs: list[Job], supernets: dict) -> dic
             if "predictor_archs" in evaluation:
                 row["predictors"] = _predictors(space, evaluation, probes, agreement)
             per_seed.append(row)
+        if not per_seed:
+            continue
         same = [
             other
             for other, r in summary["recipes"].items()
-            if [s["folder"] for s in r["seeds"]] == [e["folder"] for e in runs]
+            if [s["folder"] for s in r["seeds"]] == [s["folder"] for s in per_seed]
         ]
         summary["recipes"][recipe] = {
             "options": RECIPES[recipe][0],
@@ -411,6 +427,11 @@ def summarise(args, probes: list[dict], jobs: list[Job], supernets: dict) -> dic
             ],
         }
     return summary
+
+
+def _std(values: np.ndarray) -> float | None:
+    values = values[~np.isnan(values)]
+    return float(values.std(ddof=1)) if len(values) > 1 else None
 
 
 def _predictors(space, evaluation: dict, probes: list[dict], agreement) -> dict:
@@ -456,11 +477,17 @@ def _with_ci(stat: dict, digits: int = 3) -> str:
 
 def print_tables(summary: dict) -> None:
     alone = summary["standalone"]
+    if not summary["complete"]:
+        print(
+            f"\nPARTIAL: {alone['runs_finished']} standalone runs finished, "
+            f"{alone['archs_ranked']} archs ranked; recipes shown: {list(summary['recipes'])}"
+        )
     print(
         f"\nstandalone test top-1 over {len(summary['archs'])} archs x seeds {alone['seeds']}: "
         f"{alone['min']:.4f} - {alone['max']:.4f} (span {alone['span']:.4f}"
         + (
-            f"; seed std {alone['seed_std']:.4f}; noise ceiling tau {alone['noise_ceiling_tau']:+.3f})"
+            f"; seed std {alone['seed_std']:.4f} over {alone['seed_std_archs']} archs; "
+            f"noise ceiling tau {alone['noise_ceiling_tau']:+.3f})"
             if "seed_std" in alone
             else ")"
         )
@@ -544,10 +571,12 @@ def print_tables(summary: dict) -> None:
             ]
         )
     per_level: dict[int, list[float]] = {}
+    means = [a["standalone_mean"] for a in summary["archs"] if a["standalone_mean"] is not None]
     for a in summary["archs"]:
-        per_level.setdefault(a["level"], []).append(a["standalone_mean"])
+        if a["standalone_mean"] is not None:
+            per_level.setdefault(a["level"], []).append(a["standalone_mean"])
     rows.append(
-        ["standalone", "", "", f"{np.mean([a['standalone_mean'] for a in summary['archs']]):.4f}"]
+        ["standalone", "", "", f"{np.mean(means):.4f}"]
         + [f"{np.mean(v):.4f}" for _, v in sorted(per_level.items())]
         + ["", "", ""]
     )
@@ -567,7 +596,9 @@ def plot(summary: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     archs = summary["archs"]
-    truth = np.array([a["standalone_mean"] for a in archs])
+    truth = np.array(
+        [np.nan if a["standalone_mean"] is None else a["standalone_mean"] for a in archs]
+    )
     error = np.array([a["standalone_std"] or 0.0 for a in archs])
     levels = np.array([a["level"] for a in archs])
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
@@ -630,7 +661,7 @@ def plot(summary: dict, path: Path) -> None:
         ]
         right.errorbar(level_ids, means, yerr=half, marker="o", capsize=3, label=name)
     right.plot(
-        level_ids, [truth[levels == lv].mean() for lv in level_ids], "k^--", label="standalone"
+        level_ids, [np.nanmean(truth[levels == lv]) for lv in level_ids], "k^--", label="standalone"
     )
     right.set_xlabel("complexity level")
     right.set_ylabel("mean test top-1 of the level's archs")
