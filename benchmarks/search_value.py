@@ -73,6 +73,11 @@ def main() -> None:
     parser.add_argument(
         "--evaluations", type=int, default=200, help="archs `nas search` evaluates (default 200)"
     )
+    parser.add_argument(
+        "--partial",
+        action="store_true",
+        help="train, measure and search nothing: report from what has finished so far",
+    )
     parser.add_argument("--out", default=str(REPO / "runs" / "search_value"))
     args = parser.parse_args()
 
@@ -80,8 +85,11 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     supernet = supernet_config(args, "default", 0)
     folder = run_folder(Path(args.supernets), "default-s0", supernet)
-    run_jobs([train("supernet default s0", supernet, folder)], 1)
-    profile = Path(args.profile) if args.profile else measure_profile(args, out)
+    profile = Path(args.profile) if args.profile else out / "onnxruntime_profile.json"
+    if not args.partial:
+        run_jobs([train("supernet default s0", supernet, folder)], 1)
+        if not args.profile:
+            measure_profile(args, profile)
     space = task_space(args)
     from nas.deploy import Device
 
@@ -89,7 +97,9 @@ def main() -> None:
     budgets = args.latency_ms or default_budgets(space, device)
     plans = []
     for b, ms in enumerate(budgets):
-        searched = search(folder, profile, ms, args.evaluations)
+        searched = searched_arch(folder, profile, ms, args.evaluations, run_it=not args.partial)
+        if searched is None:
+            continue
         plans.append(
             {
                 "budget_ms": ms,
@@ -101,14 +111,18 @@ def main() -> None:
             }
         )
     jobs: list[Job] = []
-    for b, plan in enumerate(plans):
-        for kind, arch in plan["archs"]:
-            arch_file = write_arch(out / "archs" / f"b{b}-{kind}.json", arch)
-            for seed in seeds_of(args.seeds):
+    for seed in seeds_of(args.seeds):  # every arch's first seed first
+        for b, plan in enumerate(plans):
+            for kind, arch in plan["archs"]:
+                arch_file = write_arch(out / "archs" / f"b{b}-{kind}.json", arch)
                 config = standalone_config(args, arch_file.resolve(), seed)
                 job_folder = run_folder(out / "standalone", f"b{b}-{kind}-s{seed}", config)
                 jobs.append(train(f"b{b} {kind} s{seed}", config, job_folder))
-    run_jobs(jobs, args.jobs)
+    if args.partial:
+        for job in jobs:
+            job.result = job.done()
+    else:
+        run_jobs(jobs, args.jobs)
     summary = summarise(args, plans, jobs, space, device, folder, profile)
     (out / "search_value.json").write_text(json.dumps(summary, indent=1) + "\n")
     print_table(summary)
@@ -126,11 +140,9 @@ def _nas(*argv: str) -> None:
     subprocess.run(command, check=True, cwd=REPO)
 
 
-def measure_profile(args, out: Path) -> Path:
+def measure_profile(args, path: Path) -> None:
     """An ONNX Runtime profile of this machine (one thread, batch 1), resumed when rerun."""
-    path = out / "onnxruntime_profile.json"
     _nas("device", "measure", "--backend", "onnxruntime", "--space", args.space, "--out", str(path))
-    return path
 
 
 def default_budgets(space, device) -> list[float]:
@@ -139,26 +151,20 @@ def default_budgets(space, device) -> list[float]:
     return [round(float(np.percentile(latency, q)), 4) for q in (25, 60)]
 
 
-def search(run: Path, profile: Path, budget_ms: float, evaluations: int):
-    """The arch `nas search` reports as best under the budget (the search resumes)."""
+def searched_arch(run: Path, profile: Path, budget_ms: float, evaluations: int, *, run_it: bool):
+    """The arch `nas search` reports as best under the budget (the search resumes); with
+    ``run_it`` false, the one a finished search reported, or None."""
     from nas.arch import Arch
 
     name = f"value-{budget_ms:g}ms-{evaluations}"
-    _nas(
-        "search",
-        "--run",
-        str(run),
-        "--device",
-        str(profile),
-        "--latency-ms",
-        str(budget_ms),
-        "--evaluations",
-        str(evaluations),
-        "--name",
-        name,
-    )
-    results = json.loads((run / "search" / name / "results.json").read_text())
-    (part,) = results["per_constraint"].values()
+    if run_it:
+        budget, count = str(budget_ms), str(evaluations)
+        target = ["--run", str(run), "--device", str(profile), "--latency-ms", budget]
+        _nas("search", *target, "--evaluations", count, "--name", name)
+    path = run / "search" / name / "results.json"
+    if not path.is_file():
+        return None
+    (part,) = json.loads(path.read_text())["per_constraint"].values()
     return Arch.from_dict(part["best"]["arch"])
 
 
@@ -214,17 +220,20 @@ def shrink_to_budget(space, device, budget_ms: float):
 
 
 def summarise(args, plans, jobs, space, device, run: Path, profile: Path) -> dict:
+    """Per budget and arch the test top-1 of the finished seeds, and the searched arch's gains
+    (``complete`` says whether every job had finished)."""
     from scipy.stats import ttest_ind
 
     from nas.graph import count
 
     results = {job.name: job.result for job in jobs}
-    seeds = seeds_of(args.seeds)
+    finished = [r for r in results.values() if r is not None]
     budgets = []
     for b, plan in enumerate(plans):
         rows = []
         for kind, arch in plan["archs"]:
-            accs = [results[f"b{b} {kind} s{s}"]["test_top1"] for s in seeds]
+            runs = [results[f"b{b} {kind} s{s}"] for s in seeds_of(args.seeds)]
+            accs = [r["test_top1"] for r in runs if r is not None]
             rows.append(
                 {
                     "kind": kind,
@@ -232,56 +241,58 @@ def summarise(args, plans, jobs, space, device, run: Path, profile: Path) -> dic
                     "predicted_ms": float(device.latency([arch])[0]),
                     "macs": count(space, arch)[0],
                     "test_top1": accs,
-                    "mean": float(np.mean(accs)),
+                    "mean": float(np.mean(accs)) if accs else None,
                     "std": float(np.std(accs, ddof=1)) if len(accs) > 1 else None,
                 }
             )
-        searched = rows[0]["test_top1"]
-        hand = rows[1]["test_top1"]
+        part = {"budget_ms": plan["budget_ms"], "rows": rows}
+        searched, hand = rows[0]["test_top1"], rows[1]["test_top1"]
         randoms = [a for r in rows[2:] for a in r["test_top1"]]
-        random_means = [r["mean"] for r in rows[2:]]
-        gains = {
-            "over_hand": float(np.mean(searched) - np.mean(hand)),
-            "over_random_mean": float(np.mean(searched) - np.mean(randoms)),
-            "over_best_random": float(np.mean(searched) - max(random_means)),
-            "searched_rank_among_all": 1 + sum(r["mean"] > rows[0]["mean"] for r in rows[1:]),
-        }
-        if len(seeds) > 1:
-            gains["p_over_hand"] = float(ttest_ind(searched, hand, equal_var=False).pvalue)
-            gains["p_over_random"] = float(ttest_ind(searched, randoms, equal_var=False).pvalue)
-        budgets.append(
-            {
-                "budget_ms": plan["budget_ms"],
-                "rows": rows,
-                "random_mean": float(np.mean(randoms)),
-                "random_std": float(np.std(random_means, ddof=1))
-                if len(random_means) > 1
-                else None,
-                "gains": gains,
+        random_means = [r["mean"] for r in rows[2:] if r["mean"] is not None]
+        if searched and hand and randoms:
+            part["random_mean"] = float(np.mean(randoms))
+            part["random_std"] = (
+                float(np.std(random_means, ddof=1)) if len(random_means) > 1 else None
+            )
+            gains = {
+                "over_hand": float(np.mean(searched) - np.mean(hand)),
+                "over_random_mean": float(np.mean(searched) - np.mean(randoms)),
+                "over_best_random": float(np.mean(searched) - max(random_means)),
+                "searched_rank_among_all": 1
+                + sum(r["mean"] > rows[0]["mean"] for r in rows[1:] if r["mean"] is not None),
             }
-        )
-    cpu = sum(r["cpu_s"] for r in results.values())
-    wall = sum(r["wall_s"] for r in results.values())
+            if len(searched) > 1 and len(hand) > 1:
+                gains["p_over_hand"] = float(ttest_ind(searched, hand, equal_var=False).pvalue)
+                gains["p_over_random"] = float(ttest_ind(searched, randoms, equal_var=False).pvalue)
+            part["gains"] = gains
+        budgets.append(part)
     return {
+        "complete": len(finished) == len(results) and len(plans) == 2,
         "settings": {k: v for k, v in vars(args).items()},
         "supernet": str(run),
         "profile": str(profile),
         "device": device.name,
         "budgets": budgets,
-        "standalone_cpu_s": cpu,
-        "standalone_wall_s": wall,
+        "standalone_runs_finished": len(finished),
+        "standalone_cpu_s": sum(r["cpu_s"] for r in finished),
+        "standalone_wall_s": sum(r["wall_s"] for r in finished),
     }
 
 
 def print_table(summary: dict) -> None:
+    if not summary["complete"]:
+        print(f"\nPARTIAL: {summary['standalone_runs_finished']} standalone runs finished")
     for part in summary["budgets"]:
         print(f"\nbudget {part['budget_ms']:g} ms on {summary['device']}: test top-1 over seeds")
         for row in part["rows"]:
             std = "" if row["std"] is None else f" +- {row['std']:.4f}"
+            mean = "not trained yet" if row["mean"] is None else f"{row['mean']:.4f}{std}"
             print(
                 f"  {row['kind']:<9} {row['predicted_ms']:.3f} ms  {row['macs'] / 1e6:5.2f}M MACs  "
-                f"res {row['arch']['resolution']}  {row['mean']:.4f}{std}"
+                f"res {row['arch']['resolution']}  {mean} ({len(row['test_top1'])} seeds)"
             )
+        if "gains" not in part:
+            continue
         g = part["gains"]
         p = (
             f" (p {g['p_over_hand']:.3f} / {g['p_over_random']:.3f}, Welch)"
@@ -311,22 +322,23 @@ def plot(summary: dict, path: Path) -> None:
         rows = part["rows"]
         colours = ["tab:red", "tab:blue"] + ["0.6"] * (len(rows) - 2)
         xs = np.arange(len(rows))
-        means = [r["mean"] for r in rows]
+        means = [r["mean"] or 0.0 for r in rows]
         errors = [r["std"] or 0.0 for r in rows]
         ax.bar(xs, means, yerr=errors, color=colours, capsize=3)
         for x, r in zip(xs, rows, strict=True):
             ax.scatter([x] * len(r["test_top1"]), r["test_top1"], color="k", s=8, zorder=3)
         ax.set_xticks(xs)
         ax.set_xticklabels([r["kind"] for r in rows], rotation=30, fontsize=8)
-        low = min(min(r["test_top1"]) for r in rows)
-        ax.set_ylim(low - 0.02, max(max(r["test_top1"]) for r in rows) + 0.01)
+        accs = [a for r in rows for a in r["test_top1"]] or [0.0, 1.0]
+        ax.set_ylim(min(accs) - 0.02, max(accs) + 0.01)
         ax.set_ylabel("standalone test top-1 (mean +- std over seeds)")
-        g = part["gains"]
-        ax.set_title(
-            f"<= {part['budget_ms']:g} ms: searched {g['over_hand']:+.3f} vs hand, "
-            f"{g['over_random_mean']:+.3f} vs random",
-            fontsize=10,
-        )
+        g = part.get("gains")
+        title = f"<= {part['budget_ms']:g} ms"
+        if g:
+            title += (
+                f": searched {g['over_hand']:+.3f} vs hand, {g['over_random_mean']:+.3f} vs random"
+            )
+        ax.set_title(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
