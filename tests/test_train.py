@@ -177,6 +177,8 @@ def test_a_run_writes_its_folder_and_learns(reference, tiny_config):
     assert {r["name"] for r in final["rows"]} >= {"level 0", "smallest", "largest"}
     assert "probe mean" in format_final_table(final)
     assert final["mean_test_top1"] > 0.1  # above chance (10 classes) after 20 steps
+    # 20 steps of the teacher and two sampled subnets; PAS re-scored its banks on the way.
+    assert final["subnet_passes"]["trained"] == 60 and final["subnet_passes"]["scored"] > 0
     steps = [r for r in records if r["kind"] == "train"]
     assert sum(r["loss"] for r in steps[-5:]) < sum(r["loss"] for r in steps[:5])
 

@@ -185,6 +185,9 @@ class Trainer:
         self.step = 0
         self.skipped = 0  # steps whose loss or gradient was not finite (no update)
         self.nonfinite_in_a_row = 0
+        #: Subnet forward passes so far: trained (forward and backward) and scored only (PAS,
+        #: best-of-k), so samplers can be compared at equal compute.
+        self.passes = {"trained": 0, "scored": 0}
         self.best = {"metric": -1.0, "step": -1}
         self.resumed_from: int | None = None
         if last is not None:
@@ -302,6 +305,7 @@ class Trainer:
                 "back, or train into a new --out"
             ) from None
         self.step = int(payload["step"])
+        self.passes = {k: int(v) for k, v in payload.get("passes", self.passes).items()}
         self.best = dict(payload["best"])
         nonfinite = payload.get("nonfinite", {})
         self.skipped = int(nonfinite.get("skipped", 0))
@@ -330,6 +334,7 @@ class Trainer:
             sampler=self.sampler.state_dict(),
             rng=_rng_states(),
             best=self.best,
+            passes=self.passes,
         )
 
     def _record(self, record: dict[str, Any]) -> None:
@@ -359,6 +364,7 @@ class Trainer:
     def score(self, archs: Sequence[Arch], x: torch.Tensor, y: torch.Tensor) -> list[float]:
         """Minus the cross-entropy of each arch on a mini-batch (batch statistics; the running
         statistics are left as they were). Averaged over workers."""
+        self.passes["scored"] += len(archs)
         saved = _bn_statistics(self.supernet)
         try:
             losses = torch.tensor(
@@ -457,6 +463,7 @@ class Trainer:
                     f"{self.step + 1}; {self._remedy()}"
                 )
             self.step += 1
+            self.passes["trained"] += len(plan)
             if self.ema is not None:
                 self._update_ema()
             scores = (
@@ -580,6 +587,7 @@ class Trainer:
             "edges": self.levels.edges,
             "mean_val_top1": float(np.mean([r["val_top1"] for r in probe_rows])),
             "mean_test_top1": float(np.mean([r["test_top1"] for r in probe_rows])),
+            "subnet_passes": dict(self.passes),
             "rows": rows,
         }
 
