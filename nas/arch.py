@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,14 @@ ARCH_VERSION = 1
 Choice = int | float | str
 LayerChoice = Choice | tuple[Choice, ...]
 
-#: Choices a stage may declare besides depth and width, in a fixed order.
-STAGE_CHOICES = ("kernel", "expand_ratio", "attention", "heads", "v_scale", "mlp_ratio")
+#: Names of the choices stages may make besides depth and width: the choice of block kind and
+#: the choices block kinds declare (``nas.blocks.registry`` adds them as kinds register).
+_CHOICE_NAMES: set[str] = {"block"}
+
+
+def register_choice(name: str) -> None:
+    """Make ``name`` a stage choice: a stage without it reads it as ``None``."""
+    _CHOICE_NAMES.add(name)
 
 
 class ArchError(InputError):
@@ -38,33 +44,65 @@ class StemArch:
     depth: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False, eq=False)
 class StageArch:
-    """Choices of one stage. ``None`` marks a choice the stage's kind does not have."""
+    """Choices of one stage: depth, width and the choices of its kinds, by name.
+
+    ``StageArch(depth=2, width=24, kernel=5, expand_ratio=(3, 4))``; a choice reads as an
+    attribute (``stage.kernel``), ``None`` for a registered choice the stage does not make.
+    Choices keep the order they were given in (arch files list them so); equality ignores it.
+    """
 
     depth: int
     width: int
-    kernel: LayerChoice | None = None
-    expand_ratio: LayerChoice | None = None
-    attention: LayerChoice | None = None
-    heads: LayerChoice | None = None
-    v_scale: LayerChoice | None = None
-    mlp_ratio: LayerChoice | None = None
+    choices: tuple[tuple[str, LayerChoice], ...]
+
+    def __init__(
+        self,
+        depth: int,
+        width: int,
+        choices: tuple[tuple[str, LayerChoice], ...] | dict[str, LayerChoice] = (),
+        **named: LayerChoice | None,
+    ):
+        values = dict(choices)
+        values.update(named)
+        values = {k: v for k, v in values.items() if v is not None}
+        object.__setattr__(self, "depth", depth)
+        object.__setattr__(self, "width", width)
+        object.__setattr__(self, "choices", tuple(values.items()))
+        object.__setattr__(self, "_values", values)
+        object.__setattr__(self, "_key", (depth, width, tuple(sorted(values.items()))))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, StageArch):
+            return NotImplemented
+        return self._key == other._key
+
+    def __hash__(self) -> int:
+        return hash(self._key)
+
+    def __getattr__(self, name: str) -> LayerChoice | None:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        values = self.__dict__.get("_values", {})
+        if name in values:
+            return values[name]
+        if name in _CHOICE_NAMES:
+            return None
+        raise AttributeError(f"{type(self).__name__} has no choice {name!r}")
 
     def choice(self, name: str) -> LayerChoice | None:
-        return getattr(self, name)
+        return self._values.get(name)
 
     def layer_value(self, name: str, layer: int) -> Choice | None:
         """The value of choice ``name`` at layer ``layer`` (per-stage choices repeat)."""
-        value = getattr(self, name)
+        value = self._values.get(name)
         return value[layer] if isinstance(value, tuple) else value
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if value is not None:
-                out[f.name] = list(value) if isinstance(value, tuple) else value
+        out: dict[str, Any] = {"depth": self.depth, "width": self.width}
+        for name, value in self.choices:
+            out[name] = list(value) if isinstance(value, tuple) else value
         return out
 
 
@@ -181,24 +219,21 @@ def _choice(value: Any, where: str) -> Choice:
 
 
 def _stage_from_dict(data: Any, where: str) -> StageArch:
+    """A stage's depth, width and choices (which choices a stage may make is the space's call)."""
     if not isinstance(data, Mapping):
         raise ArchError(f"{where} = {data!r} must be an object")
-    allowed = {"depth", "width", *STAGE_CHOICES}
-    unknown = set(data) - allowed
-    if unknown:
-        raise ArchError(
-            f"{where} has unknown field(s) {sorted(unknown)}; allowed: {sorted(allowed)}"
-        )
-    values: dict[str, Any] = {
-        "depth": _int(_required(data, "depth", f"{where}."), f"{where}.depth"),
-        "width": _int(_required(data, "width", f"{where}."), f"{where}.width"),
-    }
-    for name in STAGE_CHOICES:
-        if name not in data:
+    values: dict[str, Any] = {}
+    for name, raw in data.items():
+        if name in ("depth", "width"):
             continue
-        raw = data[name]
+        if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
+            raise ArchError(f"{where} has a malformed field name {name!r}")
         if isinstance(raw, list):
             values[name] = tuple(_choice(v, f"{where}.{name}[{i}]") for i, v in enumerate(raw))
         else:
             values[name] = _choice(raw, f"{where}.{name}")
-    return StageArch(**values)
+    return StageArch(
+        _int(_required(data, "depth", f"{where}."), f"{where}.depth"),
+        _int(_required(data, "width", f"{where}."), f"{where}.width"),
+        values,
+    )

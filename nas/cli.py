@@ -68,20 +68,15 @@ def _human(n: float) -> str:
 
 
 def _choices_text(stage) -> str:
-    labels = {
-        "kernel": "k",
-        "expand_ratio": "e",
-        "attention": "",
-        "heads": "h",
-        "v_scale": "v",
-        "mlp_ratio": "mlp",
-    }
+    from nas.blocks.registry import choice_spec
+
     parts = []
-    for name, label in labels.items():
-        value = getattr(stage, name)
-        if value is None:
+    for name, value in stage.to_dict().items():
+        if name in ("depth", "width"):
             continue
-        shown = "[" + ",".join(map(str, value)) + "]" if isinstance(value, tuple) else str(value)
+        spec = choice_spec(name)
+        label = spec.label if spec else ""
+        shown = "[" + ",".join(map(str, value)) + "]" if isinstance(value, list) else str(value)
         parts.append(f"{label}{shown}")
     return " ".join(parts)
 

@@ -1,7 +1,9 @@
 """Standalone subnets: extraction from the supernet, export, and the model file.
 
 An extracted model is an ``nn.Sequential`` of the static blocks in :mod:`nas.blocks`, made only of
-standard torch layers. It computes what the supernet computes with the same arch set.
+standard torch layers. It computes what the supernet computes with the same arch set. Exported
+files hold it after each block kind's deploy step (:func:`nas.blocks.nn.deployed`:
+re-parameterisation where a kind has one, the model as trained otherwise).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import torch
 from torch import nn
 
 from nas.arch import Arch
-from nas.blocks import build_model
+from nas.blocks.nn import build_model, deployed
 from nas.errors import InputError
 from nas.runs import replace_atomic, save_torch
 from nas.space import SearchSpace
@@ -61,7 +63,7 @@ def export_onnx(
     model: nn.Module, space: SearchSpace, arch: Arch, path: str | Path, batch: int = 1
 ) -> Path:
     """Write an ONNX file (opset 17, fixed input shape) for inference in eval mode."""
-    model = model.eval()
+    model = deployed(model, space, arch).eval()
     dummy = example_input(space, arch, batch).to(next(model.parameters()).device)
 
     def write(tmp: Path) -> None:
@@ -83,7 +85,7 @@ def export_onnx(
 
 def export_torchscript(model: nn.Module, space: SearchSpace, arch: Arch, path: str | Path) -> Path:
     """Write a traced TorchScript file for inference in eval mode."""
-    model = model.eval()
+    model = deployed(model, space, arch).eval()
     dummy = example_input(space, arch).to(next(model.parameters()).device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -105,6 +107,7 @@ def save_model(
 ) -> Path:
     """Write a model file: the space declaration, the arch and the weights (loads with
     ``torch.load(weights_only=True)``)."""
+    model = deployed(model, space, arch)
     payload = {
         "format": MODEL_FORMAT,
         "version": MODEL_VERSION,
@@ -130,7 +133,7 @@ def load_model(path: str | Path) -> tuple[nn.Sequential, SearchSpace, Arch]:
         raise ModelFileError(f"{path}: version {payload.get('version')!r} is not supported")
     space = SearchSpace.from_dict(payload["space"])
     arch = Arch.from_dict(payload["arch"])
-    model = build_model(space, arch)
+    model = deployed(build_model(space, arch), space, arch)
     model.load_state_dict(payload["state_dict"])
     return model.eval(), space, arch
 

@@ -1,247 +1,268 @@
 """(space, arch) -> the concrete layers of the subnet, with every shape resolved.
 
-This is the one place where an arch is turned into layers. The static model, the supernet's
-active path, the operator graph and latency-table keys are all read off this list.
-Each layer has a ``slot``: the dotted name of the supernet module that computes it.
+Every layer a subnet can have sits in a *slot*: the dotted name of the supernet module computing
+it (``stem``, ``stem_ds.k``, ``stages.i.<entry>``, ``stages.i.layers.k``, ``head``). The layer in
+a slot depends on a few of the space's decisions (:attr:`SearchSpace.dimensions`): the
+resolution, the widths feeding and leaving it, its block kind and its own choices.
+:func:`slot_layer` builds it from those values through the slot's block kind, and it is the one
+way layers are made: :func:`layers_of` (the layers of one arch), the supernet (the largest layer
+of each slot) and the latency positions (every layer of a slot) all call it.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from nas.arch import Arch
-from nas.space import SearchSpace, StageSpec, heads_of
+from nas.blocks import block_kind
+from nas.blocks.head import HeadLayer
+from nas.blocks.mbconv import MBConvLayer, expanded_channels, se_channels
+from nas.blocks.registry import Layer, LayerContext
+from nas.blocks.shapes import conv_out_hw, make_divisible
+from nas.blocks.stem import StemLayer
+from nas.blocks.transformer import TransformerLayer
+from nas.space import SearchSpace
 
+__all__ = [
+    "HeadLayer",
+    "Layer",
+    "MBConvLayer",
+    "Slot",
+    "StemLayer",
+    "TransformerLayer",
+    "conv_out_hw",
+    "expanded_channels",
+    "layers_of",
+    "make_divisible",
+    "se_channels",
+    "slot_layer",
+    "slots",
+    "stage_sides",
+]
 
-def make_divisible(value: float, divisor: int = 8) -> int:
-    """Round to the nearest multiple of ``divisor``, never more than 10% below (MobileNet rule)."""
-    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
-    return rounded + divisor if rounded < 0.9 * value else rounded
-
-
-def conv_out_hw(hw: int, stride: int) -> int:
-    """Output side of a same-padded conv with an odd kernel."""
-    return (hw - 1) // stride + 1
-
-
-def expanded_channels(in_ch: int, expand_ratio: float) -> int:
-    return in_ch if expand_ratio == 1 else make_divisible(round(in_ch * expand_ratio), 8)
-
-
-def se_channels(mid_ch: int) -> int:
-    return make_divisible(mid_ch // 4, 8)
-
-
-@dataclass(frozen=True)
-class StemLayer:
-    slot: str
-    in_hw: int
-    in_ch: int
-    out_ch: int
-    kernel: int
-    stride: int
-    activation: str
-
-    @property
-    def out_hw(self) -> int:
-        return conv_out_hw(self.in_hw, self.stride)
+#: Roles of slots: the stem conv, a layer after it, a stage's entry, a stage layer, the head.
+ROLES = ("stem", "stem_ds", "entry", "body", "head")
 
 
 @dataclass(frozen=True)
-class MBConvLayer:
-    """Inverted residual: [1x1 expand] -> kxk depthwise -> [squeeze-excite] -> 1x1 project."""
+class Slot:
+    """One possible layer of a space, by the name of the supernet module computing it.
 
-    slot: str
-    in_hw: int
-    in_ch: int
-    out_ch: int
-    expand_ratio: float
-    kernel: int
-    stride: int
-    se: bool
-    activation: str
+    ``deps`` are indices into ``space.dimensions`` of the decisions the layer depends on (the
+    resolution first), ``fields`` what each means to the slot (``resolution``, ``in_width``,
+    ``width``, ``block`` or a choice name). The slot is active iff the value of ``depth_dim`` is
+    more than ``layer`` (always, when ``depth_dim`` is None).
+    """
 
-    @property
-    def out_hw(self) -> int:
-        return conv_out_hw(self.in_hw, self.stride)
+    name: str
+    role: str
+    stage: int | None
+    layer: int
+    deps: tuple[int, ...]
+    fields: tuple[str, ...]
+    depth_dim: int | None
 
-    @property
-    def mid_ch(self) -> int:
-        return expanded_channels(self.in_ch, self.expand_ratio)
-
-    @property
-    def se_ch(self) -> int:
-        return se_channels(self.mid_ch)
-
-    @property
-    def residual(self) -> bool:
-        return self.stride == 1 and self.in_ch == self.out_ch
+    def shape(self, space: SearchSpace) -> tuple[int, ...]:
+        """Number of values of each decision of ``deps``."""
+        return tuple(len(space.dimensions[d].values) for d in self.deps)
 
 
-@dataclass(frozen=True)
-class TransformerLayer:
-    """Pre-norm attention (with depthwise conv on V) + pre-norm MLP, both residual."""
-
-    slot: str
-    hw: int
-    width: int
-    heads: int
-    head_dim: int
-    v_scale: int
-    mlp_ratio: int
-    attention: str
-    activation: str
-
-    @property
-    def in_hw(self) -> int:
-        return self.hw
-
-    @property
-    def out_hw(self) -> int:
-        return self.hw
-
-    @property
-    def in_ch(self) -> int:
-        return self.width
-
-    @property
-    def out_ch(self) -> int:
-        return self.width
-
-    @property
-    def qk_dim(self) -> int:
-        return self.heads * self.head_dim
-
-    @property
-    def v_dim(self) -> int:
-        """Value channels per head."""
-        return self.head_dim * self.v_scale
-
-    @property
-    def mlp_hidden(self) -> int:
-        return self.width * self.mlp_ratio
+def _cache(space: SearchSpace) -> dict:
+    """Derived per-space data (slots, slot builders, decision readers), kept on the space."""
+    return space.__dict__.setdefault("_layer_cache", {})
 
 
-@dataclass(frozen=True)
-class HeadLayer:
-    """1x1 conv expand -> global pool -> feature linear -> classifier."""
-
-    slot: str
-    in_hw: int
-    in_ch: int
-    expand_ch: int
-    feature_ch: int
-    num_classes: int
-    activation: str
-
-    @property
-    def out_hw(self) -> int:
-        return 1
-
-    @property
-    def out_ch(self) -> int:
-        return self.num_classes
+def slots(space: SearchSpace) -> tuple[Slot, ...]:
+    """Every slot of ``space`` in execution order."""
+    cache = _cache(space)
+    if "slots" not in cache:
+        cache["slots"] = _slots(space)
+    return cache["slots"]
 
 
-Layer = StemLayer | MBConvLayer | TransformerLayer | HeadLayer
+def _slots(space: SearchSpace) -> tuple[Slot, ...]:
+    index = {dim.name: k for k, dim in enumerate(space.dimensions)}
+    res, stem_w = index["resolution"], index["stem.width"]
+    own = ("resolution", "width")
+    out = [Slot("stem", "stem", None, 0, (res, stem_w), own, None)]
+    for k in range(max(space.stem.ds_depths)):
+        out.append(
+            Slot(f"stem_ds.{k}", "stem_ds", None, k, (res, stem_w), own, index["stem.depth"])
+        )
+    feeding = stem_w
+    for i, spec in enumerate(space.stages):
+        width, depth = index[f"stages[{i}].width"], index[f"stages[{i}].depth"]
+        if spec.entry:
+            deps, fields = (res, feeding, width), ("resolution", "in_width", "width")
+            out.append(Slot(f"stages.{i}.{spec.entry}", "entry", i, 0, deps, fields, None))
+        for k in range(max(spec.depths)):
+            fed = k == 0 and not spec.entry  # later layers are fed by their own stage's width
+            deps = (res, *((feeding,) if fed else ()), width)
+            fields = ("resolution", *(("in_width",) if fed else ()), "width")
+            for name in spec.extra_choices:
+                layered = name in spec.per_layer
+                deps += (index[f"stages[{i}].{name}[{k}]" if layered else f"stages[{i}].{name}"],)
+                fields += (name,)
+            out.append(Slot(f"stages.{i}.layers.{k}", "body", i, k, deps, fields, depth))
+        feeding = width
+    out.append(Slot("head", "head", None, 0, (res, feeding), ("resolution", "in_width"), None))
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=4096)
+def _sides(stem_stride: int, strides: tuple[int, ...], resolution: int):
+    hw = conv_out_hw(resolution, stem_stride)
+    stem_side, before, inside = hw, [], []
+    for stride in strides:
+        before.append(hw)
+        hw = conv_out_hw(hw, stride)
+        inside.append(hw)
+    return stem_side, tuple(before), tuple(inside)
+
+
+def stage_sides(
+    space: SearchSpace, resolution: int
+) -> tuple[int, tuple[int, ...], tuple[int, ...]]:
+    """(side after the stem, side entering each stage, side inside each stage) at a resolution.
+
+    A stage changes the side by its stride only (applied by its entry, or by its first layer)."""
+    return _sides(space.stem.stride, tuple(s.stride for s in space.stages), resolution)
+
+
+def slot_layer(space: SearchSpace, slot: Slot, values: Sequence[Any] | Mapping[str, Any]) -> Layer:
+    """The layer in ``slot`` when its decisions (``slot.deps``) take ``values`` (in that order,
+    or by field name). Layers are immutable: each is built once per space and values."""
+    key = tuple(values[f] for f in slot.fields) if isinstance(values, dict) else tuple(values)
+    build, memo = _slot_builder(space, slot)
+    layer = memo.get(key)
+    if layer is None:
+        layer = memo[key] = build(dict(zip(slot.fields, key, strict=True)))
+    return layer
+
+
+def _slot_builder(space: SearchSpace, slot: Slot):
+    builders = _cache(space).setdefault("builders", {})
+    found = builders.get(slot.name)
+    if found is None:
+        found = builders[slot.name] = (_builder(space, slot), {})
+    return found
+
+
+def _builder(space: SearchSpace, slot: Slot):
+    """``values by field -> layer`` for ``slot``, with what does not depend on them looked up."""
+    strides = tuple(s.stride for s in space.stages)
+
+    def sides(resolution: int):
+        return _sides(space.stem.stride, strides, resolution)
+
+    name, role = slot.name, slot.role
+    if role in ("stem", "stem_ds"):
+        stem, spec = block_kind("stem"), space.stem
+        if role == "stem":
+            return lambda v: stem.layer(
+                LayerContext(
+                    name, v["resolution"], space.in_channels, v["width"], spec.stride, spec
+                )
+            )
+        return lambda v: stem.ds_layer(
+            LayerContext(name, sides(v["resolution"])[0], v["width"], v["width"], 1, spec)
+        )
+    if role == "head":
+        head, spec, classes = block_kind("head"), space.head, space.num_classes
+
+        def build_head(v):
+            stem_side, _, inside = sides(v["resolution"])
+            hw = inside[-1] if inside else stem_side
+            return head.layer(LayerContext(name, hw, v["in_width"], classes, 1, spec))
+
+        return build_head
+    i, spec = slot.stage, space.stages[slot.stage]
+    kind = spec.block_kind
+    if role == "entry":
+        return lambda v: kind.entry_layer(
+            LayerContext(
+                name, sides(v["resolution"])[1][i], v["in_width"], v["width"], spec.stride, spec
+            )
+        )
+    first = slot.layer == 0 and not spec.entry
+    stride = spec.stride if first else 1
+    choices = tuple(n for n in spec.extra_choices if n != "block")
+    kinds = {k: block_kind(k) for k in spec.blocks}
+
+    def build_body(v):
+        _, before, inside = sides(v["resolution"])
+        ctx = LayerContext(
+            name,
+            before[i] if first else inside[i],
+            v["in_width"] if first else v["width"],
+            v["width"],
+            stride,
+            spec,
+            {n: v[n] for n in choices},
+            slot.layer,
+        )
+        return (kinds[v["block"]] if "block" in v else kind).layer(ctx)
+
+    return build_body
+
+
+def _readers(space: SearchSpace) -> list:
+    """For each dimension of ``space``, ``arch -> its value`` (per-layer values of layers the
+    arch does not have are not read)."""
+    cache = _cache(space)
+    if "readers" not in cache:
+        readers = []
+        for d in space.dimensions:
+            if d.stage is None:
+                field = {"resolution": None, "stem.width": "width", "stem.depth": "depth"}[d.name]
+                readers.append(
+                    (lambda a: a.resolution)
+                    if field is None
+                    else (lambda a, f=field: getattr(a.stem, f))
+                )
+            elif d.choice in ("depth", "width"):
+                readers.append(lambda a, i=d.stage, f=d.choice: getattr(a.stages[i], f))
+            elif d.layer is None:
+                readers.append(lambda a, i=d.stage, c=d.choice: a.stages[i].choice(c))
+            else:
+                readers.append(lambda a, i=d.stage, c=d.choice, k=d.layer: a.stages[i].choice(c)[k])
+        cache["readers"] = readers
+    return cache["readers"]
+
+
+def _plan(space: SearchSpace) -> list:
+    """Per slot: (reader of its depth decision, its layer index, readers of its decisions, its
+    builder and built layers)."""
+    cache = _cache(space)
+    if "plan" not in cache:
+        read = _readers(space)
+        cache["plan"] = [
+            (
+                None if slot.depth_dim is None else read[slot.depth_dim],
+                slot.layer,
+                tuple(read[d] for d in slot.deps),
+                slot,
+                _slot_builder(space, slot),
+            )
+            for slot in slots(space)
+        ]
+    return cache["plan"]
 
 
 def layers_of(space: SearchSpace, arch: Arch) -> tuple[Layer, ...]:
-    """The subnet's layers in execution order. ``arch`` must be valid for ``space``."""
+    """The subnet's layers in execution order (by :func:`slot_layer`). ``arch`` must be valid
+    for ``space``."""
     space.validate(arch)
-    stem = space.stem
-    first = StemLayer(
-        "stem",
-        arch.resolution,
-        space.in_channels,
-        arch.stem.width,
-        stem.kernel,
-        stem.stride,
-        stem.activation,
-    )
-    layers: list[Layer] = [first]
-    hw, ch = first.out_hw, first.out_ch
-    for k in range(arch.stem.depth):
-        ds = MBConvLayer(
-            f"stem_ds.{k}",
-            hw,
-            ch,
-            ch,
-            1,
-            stem.ds_kernel,
-            1,
-            False,
-            stem.ds_activation or stem.activation,
-        )
-        layers.append(ds)
-    for i, (spec, stage) in enumerate(zip(space.stages, arch.stages, strict=True)):
-        if spec.kind == "conv":
-            for k in range(stage.depth):
-                layer = MBConvLayer(
-                    f"stages.{i}.layers.{k}",
-                    hw,
-                    ch,
-                    stage.width,
-                    stage.layer_value("expand_ratio", k),
-                    int(stage.layer_value("kernel", k)),
-                    spec.stride if k == 0 else 1,
-                    spec.se,
-                    spec.activation,
-                )
-                layers.append(layer)
-                hw, ch = layer.out_hw, layer.out_ch
-        else:
-            down = _downsample(spec, f"stages.{i}.downsample", hw, ch, stage.width)
-            layers.append(down)
-            hw, ch = down.out_hw, down.out_ch
-            for k in range(stage.depth):
-                layers.append(
-                    TransformerLayer(
-                        f"stages.{i}.layers.{k}",
-                        hw,
-                        ch,
-                        heads_of(spec, stage, k),
-                        spec.head_dim,
-                        int(stage.layer_value("v_scale", k)),
-                        int(stage.layer_value("mlp_ratio", k)),
-                        str(stage.layer_value("attention", k)),
-                        spec.activation,
-                    )
-                )
-    head = space.head
-    layers.append(
-        HeadLayer(
-            "head",
-            hw,
-            ch,
-            head.expand_channels(ch),
-            head.feature_width,
-            space.num_classes,
-            head.activation,
-        )
-    )
+    layers = []
+    for depth, index, readers, slot, (build, memo) in _plan(space):
+        if depth is not None and depth(arch) <= index:
+            continue
+        key = tuple([read(arch) for read in readers])
+        layer = memo.get(key)
+        if layer is None:
+            layer = memo[key] = build(dict(zip(slot.fields, key, strict=True)))
+        layers.append(layer)
     return tuple(layers)
-
-
-def _downsample(spec: StageSpec, slot: str, hw: int, in_ch: int, out_ch: int) -> MBConvLayer:
-    return MBConvLayer(
-        slot,
-        hw,
-        in_ch,
-        out_ch,
-        spec.downsample_expand,
-        spec.downsample_kernel,
-        spec.stride,
-        False,
-        spec.activation,
-    )
-
-
-def stage_sides(space: SearchSpace, resolution: int) -> list[int]:
-    """Feature-map side inside each stage at a given input resolution."""
-    hw = conv_out_hw(resolution, space.stem.stride)
-    sides = []
-    for spec in space.stages:
-        hw = conv_out_hw(hw, spec.stride)
-        sides.append(hw)
-    return sides

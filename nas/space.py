@@ -1,8 +1,9 @@
-"""Search spaces declared as data: stem, stages of MBConv or transformer layers, head, resolutions.
+"""Search spaces declared as data: a stem, stages of registered block kinds, a head, resolutions.
 
 A :class:`SearchSpace` is built from a plain mapping (a YAML file) and knows everything about its
 choices: it validates archs, samples and mutates them, encodes them as vectors and counts them.
-It imports no torch, so search algorithms can use it anywhere.
+What a stage of each kind may choose and set is declared by the kind (:mod:`nas.blocks`). It
+imports no torch, so search algorithms can use it anywhere.
 """
 
 from __future__ import annotations
@@ -16,65 +17,49 @@ from typing import Any
 
 import numpy as np
 
-from nas.arch import STAGE_CHOICES, Arch, ArchError, Choice, StageArch, StemArch
-from nas.errors import InputError
+from nas import grammar
+from nas.arch import Arch, ArchError, Choice, StageArch, StemArch
+from nas.blocks import block_kind
+from nas.blocks.head import HeadSpec
+from nas.blocks.registry import BlockKind, kind_names
+from nas.blocks.stem import StemSpec
+from nas.grammar import ACTIVATIONS, SpaceError
 
 SPACE_VERSION = 1
-ACTIVATIONS = ("relu", "hswish")
-ATTENTIONS = ("softmax", "relu_linear")
-STAGE_KINDS = ("conv", "transformer")
+#: Keys every stage has, whatever its kinds.
+STAGE_KEYS = ("kind", "blocks", "depths", "widths", "stride", "per_layer")
 
-#: YAML key (plural) of each stage choice.
-CHOICE_KEYS = {
-    "depth": "depths",
-    "width": "widths",
-    "kernel": "kernels",
-    "expand_ratio": "expand_ratios",
-    "attention": "attentions",
-    "heads": "heads",
-    "v_scale": "v_scales",
-    "mlp_ratio": "mlp_ratios",
-}
-KIND_CHOICES = {
-    "conv": ("kernel", "expand_ratio"),
-    "transformer": ("attention", "heads", "v_scale", "mlp_ratio"),
-}
-KIND_DEFAULTS = {
-    "conv": {},
-    "transformer": {"attention": ("softmax",), "v_scale": (1,)},
-}
-
-
-class SpaceError(InputError):
-    """A space declaration is malformed; the message names the key, the value and what is allowed."""
-
-
-@dataclass(frozen=True)
-class StemSpec:
-    """A ``kernel`` x ``kernel`` conv (BN, activation), then ``depth`` depthwise-separable layers."""
-
-    widths: tuple[int, ...]
-    stride: int = 2
-    kernel: int = 3
-    activation: str = "hswish"
-    ds_depths: tuple[int, ...] = (0,)
-    ds_kernel: int = 3
-    ds_activation: str | None = None
+__all__ = [
+    "ACTIVATIONS",
+    "Dimension",
+    "HeadSpec",
+    "SearchSpace",
+    "SpaceError",
+    "StageSpec",
+    "StemSpec",
+]
 
 
 @dataclass(frozen=True)
 class StageSpec:
-    """One stage: its kind, its choices and its fixed settings."""
+    """One stage: its block kinds, its choices and the kinds' fixed settings.
+
+    ``kind`` is the stage's kind as declared; ``blocks`` the block kinds its layers may take
+    (a choice, ``block``, when there are several); a setting reads as an attribute
+    (``spec.se``, ``spec.head_dim``).
+    """
 
     kind: str
     choices: Mapping[str, tuple[Choice, ...]]
     stride: int = 1
-    se: bool = False
-    activation: str = "hswish"
     per_layer: frozenset[str] = frozenset()
-    head_dim: int = 16
-    downsample_expand: int = 6
-    downsample_kernel: int = 3
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    blocks: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name, value in self.settings.items():  # settings read as attributes
+            if name not in self.__dataclass_fields__:
+                object.__setattr__(self, name, value)
 
     @property
     def depths(self) -> tuple[int, ...]:
@@ -87,20 +72,17 @@ class StageSpec:
     @property
     def extra_choices(self) -> tuple[str, ...]:
         """The stage's choices other than depth and width, in canonical order."""
-        return tuple(name for name in STAGE_CHOICES if name in self.choices)
+        return tuple(name for name in self.choices if name not in ("depth", "width"))
 
+    @property
+    def block_kind(self) -> BlockKind:
+        """The kind of the stage's layers (the first, when the stage chooses among several)."""
+        return block_kind(self.blocks[0] if self.blocks else self.kind)
 
-@dataclass(frozen=True)
-class HeadSpec:
-    """1x1 conv to ``expand_ratio`` x the last width (or ``expand_width``), pool, feature layer."""
-
-    feature_width: int
-    expand_ratio: int | None = None
-    expand_width: int | None = None
-    activation: str = "hswish"
-
-    def expand_channels(self, last_width: int) -> int:
-        return self.expand_width if self.expand_width else last_width * (self.expand_ratio or 1)
+    @property
+    def entry(self) -> str | None:
+        """The slot name of the layer opening the stage, if its kinds have one."""
+        return self.block_kind.entry
 
 
 @dataclass(frozen=True)
@@ -148,36 +130,21 @@ class SearchSpace:
             "stages",
             "head",
         }
-        _reject_unknown(data, known, "space")
+        grammar.reject_unknown(data, known, "space")
         name = data.get("name")
         if not isinstance(name, str) or not name:
             raise SpaceError(f"name = {name!r} must be a non-empty string")
         stages_data = data.get("stages")
         if not isinstance(stages_data, list) or not stages_data:
             raise SpaceError("stages must be a non-empty list")
-        head_data = data.get("head", {})
-        _reject_unknown(
-            head_data, {"feature_width", "expand_ratio", "expand_width", "activation"}, "head"
-        )
-        if "feature_width" not in head_data:
-            raise SpaceError("head.feature_width is missing")
-        if ("expand_ratio" in head_data) == ("expand_width" in head_data):
-            raise SpaceError("head needs exactly one of expand_ratio or expand_width")
-        head = HeadSpec(
-            feature_width=_positive_int(head_data["feature_width"], "head.feature_width"),
-            expand_ratio=head_data.get("expand_ratio"),
-            expand_width=head_data.get("expand_width"),
-            activation=_one_of(
-                head_data.get("activation", "hswish"), ACTIVATIONS, "head.activation"
-            ),
-        )
+        head = block_kind("head").parse(data.get("head", {}))
         space = cls(
             name=name,
             description=str(data.get("description", "")),
-            in_channels=_positive_int(data.get("in_channels", 3), "in_channels"),
-            num_classes=_positive_int(data.get("num_classes", 1000), "num_classes"),
-            resolutions=_int_list(data.get("resolutions"), "resolutions"),
-            stem=_stem_from_dict(data.get("stem")),
+            in_channels=grammar.positive_int(data.get("in_channels", 3), "in_channels"),
+            num_classes=grammar.positive_int(data.get("num_classes", 1000), "num_classes"),
+            resolutions=grammar.int_list(data.get("resolutions"), "resolutions"),
+            stem=block_kind("stem").parse(data.get("stem")),
             stages=tuple(_stage_from_dict(s, f"stages[{i}]") for i, s in enumerate(stages_data)),
             head=head,
             source=dict(data),
@@ -367,15 +334,14 @@ class SearchSpace:
             where = f"stages[{i}]"
             _check(stage.depth, spec.depths, f"{where}.depth")
             _check(stage.width, spec.widths, f"{where}.width")
-            for name in STAGE_CHOICES:
-                value = getattr(stage, name)
+            for name, value in stage.choices:
                 if name not in spec.choices:
-                    if value is not None:
-                        raise ArchError(
-                            f"{where}.{name} = {value!r} is not a choice of this {spec.kind} stage; "
-                            f"its choices: depth, width, {', '.join(spec.extra_choices)}"
-                        )
-                    continue
+                    raise ArchError(
+                        f"{where}.{name} = {_show(value)} is not a choice of this {spec.kind} "
+                        f"stage; its choices: depth, width, {', '.join(spec.extra_choices)}"
+                    )
+            for name in spec.extra_choices:
+                value = stage.choice(name)
                 allowed = spec.choices[name]
                 if value is None:
                     raise ArchError(f"{where}.{name} is missing; allowed: {list(allowed)}")
@@ -419,142 +385,82 @@ def _check(value: Any, allowed: tuple[Choice, ...], where: str) -> None:
         raise ArchError(f"{where} = {_show(value)} is not allowed; choices: {list(allowed)}")
 
 
-def _reject_unknown(data: Any, known: set[str], where: str) -> None:
-    if not isinstance(data, Mapping):
-        raise SpaceError(f"{where} must be a mapping, got {data!r}")
-    unknown = set(data) - known
-    if unknown:
-        raise SpaceError(f"{where} has unknown key(s) {sorted(unknown)}; allowed: {sorted(known)}")
+def _stage_kinds(data: Mapping[str, Any], where: str) -> tuple[str, tuple[str, ...]]:
+    """(the stage's kind as declared, the registered names of its block kinds)."""
+    blocks = data.get("blocks")
+    if blocks is None:
+        kind = data.get("kind")
+        return kind, (block_kind(kind, f"{where}.kind", "stage").name,)
+    if not isinstance(blocks, list) or not blocks or len(set(blocks)) != len(blocks):
+        raise SpaceError(
+            f"{where}.blocks = {blocks!r} must be a list of distinct block kinds; "
+            f"choices: {kind_names('stage')}"
+        )
+    kinds = [block_kind(b, f"{where}.blocks", "stage") for b in blocks]
+    first = kinds[0]
+    for other in kinds[1:]:
+        if _signature(other) != _signature(first):
+            raise SpaceError(
+                f"{where}.blocks: {first.name!r} and {other.name!r} cannot share a stage (its "
+                f"layers take one set of choices); {first.name} chooses "
+                f"{[c.name for c in first.choices]} and sets {[s.name for s in first.settings]}, "
+                f"{other.name} chooses {[c.name for c in other.choices]} and sets "
+                f"{[s.name for s in other.settings]}"
+            )
+    kind = data.get("kind", blocks[0])
+    if block_kind(kind, f"{where}.kind", "stage").name not in [k.name for k in kinds]:
+        raise SpaceError(f"{where}.kind = {kind!r} must be one of its blocks {blocks}")
+    return kind, tuple(k.name for k in kinds)
 
 
-def _positive_int(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise SpaceError(f"{where} = {value!r} must be a positive integer")
-    return value
-
-
-def _int_list(value: Any, where: str) -> tuple[int, ...]:
-    if not isinstance(value, list) or not value:
-        raise SpaceError(f"{where} = {value!r} must be a non-empty list of positive integers")
-    items = tuple(_positive_int(v, f"{where}[{i}]") for i, v in enumerate(value))
-    if len(set(items)) != len(items):
-        raise SpaceError(f"{where} = {value!r} has repeated values")
-    return items
-
-
-def _choice_list(value: Any, where: str) -> tuple[Choice, ...]:
-    if not isinstance(value, list) or not value:
-        raise SpaceError(f"{where} = {value!r} must be a non-empty list")
-    for i, v in enumerate(value):
-        if isinstance(v, bool) or not isinstance(v, int | float | str):
-            raise SpaceError(f"{where}[{i}] = {v!r} must be a number or a string")
-    if len(set(value)) != len(value):
-        raise SpaceError(f"{where} = {value!r} has repeated values")
-    return tuple(value)
-
-
-def _one_of(value: Any, allowed: Sequence[str], where: str) -> str:
-    if value not in allowed:
-        raise SpaceError(f"{where} = {value!r} is not allowed; choices: {list(allowed)}")
-    return value
-
-
-def _stem_from_dict(data: Any) -> StemSpec:
-    known = {"widths", "stride", "kernel", "activation", "ds_depths", "ds_kernel", "ds_activation"}
-    _reject_unknown(data, known, "stem")
-    ds_depths = data.get("ds_depths", [0])
-    return StemSpec(
-        widths=_int_list(data.get("widths"), "stem.widths"),
-        stride=_positive_int(data.get("stride", 2), "stem.stride"),
-        kernel=_odd_kernel(data.get("kernel", 3), "stem.kernel"),
-        activation=_one_of(data.get("activation", "hswish"), ACTIVATIONS, "stem.activation"),
-        ds_depths=tuple(_nonnegative_ints(ds_depths, "stem.ds_depths")),
-        ds_kernel=_odd_kernel(data.get("ds_kernel", 3), "stem.ds_kernel"),
-        ds_activation=(
-            _one_of(data["ds_activation"], ACTIVATIONS, "stem.ds_activation")
-            if "ds_activation" in data
-            else None
-        ),
-    )
-
-
-def _nonnegative_ints(value: Any, where: str) -> list[int]:
-    if not isinstance(value, list) or not value:
-        raise SpaceError(f"{where} = {value!r} must be a non-empty list of integers >= 0")
-    for i, v in enumerate(value):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise SpaceError(f"{where}[{i}] = {v!r} must be an integer >= 0")
-    return list(value)
-
-
-def _odd_kernel(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value % 2 == 0:
-        raise SpaceError(f"{where} = {value!r} must be an odd positive integer")
-    return value
+def _signature(kind: BlockKind) -> tuple:
+    """What block kinds sharing a stage must have in common."""
+    return (tuple(c.name for c in kind.choices), tuple(s.name for s in kind.settings), kind.entry)
 
 
 def _stage_from_dict(data: Any, where: str) -> StageSpec:
     if not isinstance(data, Mapping):
         raise SpaceError(f"{where} must be a mapping, got {data!r}")
-    kind = _one_of(data.get("kind"), STAGE_KINDS, f"{where}.kind")
-    own = KIND_CHOICES[kind]
-    settings = {"kind", "stride", "se", "activation", "per_layer"}
-    if kind == "transformer":
-        settings |= {"head_dim", "downsample_expand", "downsample_kernel"}
-    known = settings | {CHOICE_KEYS[n] for n in ("depth", "width", *own)}
-    _reject_unknown(data, known, where)
+    declared, blocks = _stage_kinds(data, where)
+    kind = block_kind(blocks[0])
+    known = set(STAGE_KEYS) | {c.key for c in kind.choices} | {s.name for s in kind.settings}
+    grammar.reject_unknown(data, known, where)
 
     choices: dict[str, tuple[Choice, ...]] = {}
-    for name in ("depth", "width", *own):
-        key = CHOICE_KEYS[name]
-        if key in data:
-            choices[name] = _choice_list(data[key], f"{where}.{key}")
-        elif name in KIND_DEFAULTS[kind]:
-            choices[name] = KIND_DEFAULTS[kind][name]
-        elif not (kind == "transformer" and name == "heads"):
-            raise SpaceError(f"{where}.{key} is missing (a {kind} stage needs it)")
-    for name in ("depth", "width", "kernel", "expand_ratio", "heads", "v_scale", "mlp_ratio"):
-        if name in choices:
-            _int_list(list(choices[name]), f"{where}.{CHOICE_KEYS[name]}")
-    if min(choices["depth"]) < (1 if kind == "conv" else 0):
-        raise SpaceError(f"{where}.depths = {list(choices['depth'])} must be >= 1")
-    for k in choices.get("kernel", ()):
-        _odd_kernel(k, f"{where}.kernels")
-    for a in choices.get("attention", ()):
-        _one_of(a, ATTENTIONS, f"{where}.attentions")
+    for name, key in (("depth", "depths"), ("width", "widths")):
+        if key not in data:
+            raise SpaceError(f"{where}.{key} is missing (a {declared} stage needs it)")
+        choices[name] = grammar.int_list(data[key], f"{where}.{key}")
+    if len(blocks) > 1:
+        choices["block"] = blocks
+    for choice in kind.choices:
+        if choice.key in data:
+            values = grammar.choice_list(data[choice.key], f"{where}.{choice.key}")
+        elif choice.default:
+            values = choice.default
+        elif choice.optional:
+            continue
+        else:
+            raise SpaceError(f"{where}.{choice.key} is missing (a {declared} stage needs it)")
+        if choice.check is not None:
+            choice.check(values, f"{where}.{choice.key}")
+        choices[choice.name] = values
 
+    own = [name for name in choices if name not in ("depth", "width")]
     per_layer = data.get("per_layer", [])
     if not isinstance(per_layer, list) or any(p not in own for p in per_layer):
         raise SpaceError(
-            f"{where}.per_layer = {per_layer!r} must list choices of a {kind} stage: {list(own)}"
+            f"{where}.per_layer = {per_layer!r} must list choices of a {declared} stage: {own}"
         )
-    head_dim = _positive_int(data.get("head_dim", 16), f"{where}.head_dim")
-    if kind == "transformer" and "heads" not in choices:
-        bad = [w for w in choices["width"] if w % head_dim]
-        if bad:
-            raise SpaceError(
-                f"{where}.widths {bad} are not multiples of head_dim = {head_dim} "
-                "(heads = width / head_dim when heads are not declared)"
-            )
+    settings = {
+        s.name: s.parse(data.get(s.name, s.default), f"{where}.{s.name}") for s in kind.settings
+    }
+    kind.check_stage(choices, settings, where)
     return StageSpec(
-        kind=kind,
+        kind=declared,
         choices=choices,
-        stride=_positive_int(data.get("stride", 1), f"{where}.stride"),
-        se=bool(data.get("se", False)),
-        activation=_one_of(data.get("activation", "hswish"), ACTIVATIONS, f"{where}.activation"),
+        stride=grammar.positive_int(data.get("stride", 1), f"{where}.stride"),
         per_layer=frozenset(per_layer),
-        head_dim=head_dim,
-        downsample_expand=_positive_int(
-            data.get("downsample_expand", 6), f"{where}.downsample_expand"
-        ),
-        downsample_kernel=_odd_kernel(
-            data.get("downsample_kernel", 3), f"{where}.downsample_kernel"
-        ),
+        settings=settings,
+        blocks=blocks,
     )
-
-
-def heads_of(spec: StageSpec, stage: StageArch, layer: int) -> int:
-    """Attention heads of a transformer layer: declared, or width / head_dim."""
-    if "heads" in spec.choices:
-        return int(stage.layer_value("heads", layer))  # type: ignore[arg-type]
-    return stage.width // spec.head_dim

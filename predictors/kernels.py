@@ -3,10 +3,11 @@
 Kernels are formed in two steps, both driven by :class:`FusionRules` measured per backend and stored
 in the device profile:
 
-1. *Units.* A unit is either *structural*, always one piece whatever the backend -- squeeze-excite
-   (``se``), the attention core of each attention kind (``attn-softmax``, ``attn-relu_linear``:
-   scores to context, between the Q/K/V projections and the output projection) and the classifier
-   ``head`` (pool, feature layer, classifier) -- or a *chain*: a leading operator (``conv``,
+1. *Units.* A unit is either *structural*, always one piece whatever the backend -- the nodes a
+   block kind marks as a unit in the operator graph (node attributes ``unit``, ``unit_features``):
+   squeeze-excite (``se``), the attention core of each attention kind (``attn-softmax``,
+   ``attn-relu_linear``: scores to context, between the Q/K/V projections and the output
+   projection) and the classifier ``head`` (pool, feature layer, classifier) -- or a *chain*: a leading operator (``conv``,
    ``dwconv``, ``pwconv``, ``linear``, ``add``, ``layernorm``, ``bn``, ``act``, ``reshape``,
    ``pool``) followed by the element-wise operators a backend fuses into it. The operator rule
    ``("pwconv", "bn")`` says a batchnorm after a pointwise conv runs inside it;
@@ -33,22 +34,8 @@ from typing import Any
 
 import networkx as nx
 
-#: Roles (node names inside a layer) of the structural units' operators.
-ATTENTION_CORE_ROLES = {
-    "attn-softmax": ("attn.scores", "attn.pos_bias", "attn.softmax", "attn.context"),
-    "attn-relu_linear": (
-        "attn.q_relu",
-        "attn.k_relu",
-        "attn.kv",
-        "attn.numerator",
-        "attn.k_sum",
-        "attn.denominator",
-        "attn.normalize",
-    ),
-}
-HEAD_ROLES = ("pool", "feature", "act", "classifier")
-STRUCTURAL = ("se", "head", *ATTENTION_CORE_ROLES)
-_ROLE_KIND = {role: kind for kind, roles in ATTENTION_CORE_ROLES.items() for role in roles}
+from nas.blocks.registry import unit_names
+from nas.grammar import ACTIVATIONS
 
 #: Operators that may join the unit before them (``second`` of an operator rule).
 FUSABLE = ("bn", "act", "add", "layernorm")
@@ -57,7 +44,7 @@ LEADERS = ("conv", "dwconv", "pwconv", "linear", "add")
 #: Unit leaders between which a unit rule may join two units into one kernel.
 UNIT_FIRST = ("conv", "dwconv", "pwconv", "se")
 UNIT_SECOND = ("conv", "dwconv", "pwconv", "se", "add")
-ACTIVATION_OPS = ("relu", "hswish", "hsigmoid")
+ACTIVATION_OPS = (*ACTIVATIONS, "hsigmoid")
 LEVELS = ("op", "unit")
 
 
@@ -139,7 +126,7 @@ class KernelSpec:
 
     @property
     def structural(self) -> bool:
-        return self.kind in STRUCTURAL
+        return self.kind in unit_names()
 
     @classmethod
     def from_key(cls, key: str) -> KernelSpec:
@@ -260,19 +247,9 @@ class FusionRules:
 # --------------------------------------------------------------------- splitting
 
 
-def _role(node: str) -> str:
-    return node.split("/", 1)[1] if "/" in node else node
-
-
 def _structural_kind(graph: nx.DiGraph, node: str) -> str | None:
-    role = _role(node)
-    if role.startswith("se."):
-        return "se"
-    if role in _ROLE_KIND:
-        return _ROLE_KIND[role]
-    if graph.nodes[node]["block_kind"] == "head" and role in HEAD_ROLES:
-        return "head"
-    return None
+    """The structural unit ``node`` belongs to, as its block kind marked it."""
+    return graph.nodes[node].get("unit")
 
 
 def op_token(attrs: Mapping[str, Any]) -> str:
@@ -477,7 +454,7 @@ def group_spec(graph: nx.DiGraph, nodes: list[str], structural: str) -> KernelSp
     ops = [graph.nodes[n] for n in nodes]
     totals = {"macs": sum(o["macs"] for o in ops), "params": sum(o["params"] for o in ops)}
     if structural:
-        return KernelSpec.make(structural, {**_structural_features(structural, ops), **totals})
+        return KernelSpec.make(structural, {**ops[0]["unit_features"], **totals})
     tokens = [op_token(o) for o in ops]
     features = _leader_features(graph, nodes[0], ops[0], tokens[0])
     for node, attrs, token in zip(nodes[1:], ops[1:], tokens[1:], strict=True):
@@ -535,33 +512,6 @@ def _leader_features(
     if token == "pool":
         return {"c": in_shape[0], "hw": in_shape[1]}
     return {"shape_in": list(in_shape), "shape_out": list(out_shape), "op": attrs["op"]}
-
-
-def _structural_features(kind: str, ops: list[Mapping[str, Any]]) -> dict[str, Any]:
-    if kind == "se":
-        pool, reduce = ops[0], ops[1]
-        channels, hw = pool["input_shape"][0], pool["input_shape"][1]
-        return {"c": channels, "hw": hw, "reduced": reduce["out_channels"]}
-    if kind in ATTENTION_CORE_ROLES:
-        heads, tokens, head_dim = ops[0]["input_shape"]
-        v_dim = ops[-1]["output_shape"][2] if kind == "attn-softmax" else ops[2]["output_shape"][2]
-        return {
-            "tokens": tokens,
-            "side": math.isqrt(tokens),
-            "heads": heads,
-            "head_dim": head_dim,
-            "v_dim": v_dim,
-        }
-    if kind == "head":
-        pool, feature, act, classifier = ops
-        return {
-            "c": pool["input_shape"][0],
-            "hw": pool["input_shape"][1],
-            "feature": feature["out_features"],
-            "classes": classifier["out_features"],
-            "act": act["op"],
-        }
-    raise ValueError(f"unknown structural kernel kind {kind!r}")
 
 
 def kernel_count_summary(kernels: Iterable[Kernel]) -> dict[str, int]:

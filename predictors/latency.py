@@ -34,10 +34,10 @@ import numpy as np
 
 from nas.arch import Arch
 from nas.errors import InputError
-from nas.layers import Layer, layers_of
+from nas.layers import Layer, layers_of, slots
 from nas.space import SearchSpace
 from predictors.kernels import FusionRules, KernelSpec, split_kernels
-from predictors.positions import ArchIndexer, PositionTable, position_layers, positions
+from predictors.positions import ArchIndexer, PositionTable, position_layers
 from predictors.profile import DeviceProfile, KernelRecord, ProfileError, ProfileSpaceError
 
 MIN_REGRESSION_SAMPLES = 3
@@ -96,14 +96,13 @@ class TableScheme:
         self.name = name
         self._keys = tables.layer_keys_function(name)
         self._features = tables.key_features
-        self._cache: dict[tuple[Layer, int, bool], tuple[str, ...]] = {}
+        self._cache: dict[tuple[Layer, int], tuple[str, ...]] = {}
 
     def record_id(self, record: KernelRecord) -> Any:
         return record.key
 
     def layer_units(self, layer: Layer, resolution: int) -> tuple[str, ...]:
-        downsample = layer.slot.endswith(".downsample")
-        key = (replace(layer, slot="downsample" if downsample else ""), resolution, downsample)
+        key = (replace(layer, slot=""), resolution)
         units = self._cache.get(key)
         if units is None:
             units = self._cache[key] = tuple(self._keys(layer, resolution))
@@ -535,7 +534,7 @@ class LatencyPredictor:
         space = self.space
         plan = []
         distinct: dict[Any, None] = {}
-        for position in positions(space):
+        for position in slots(space):
             shape = position.shape(space)
             resolutions = space.dimensions[position.deps[0]].values
             per_res = math.prod(shape[1:])

@@ -7,7 +7,8 @@ Two tables are supported, each tied to the space it was measured for:
   resolution, ``{res}_lookup_table.yaml``, key -> {mean, std, count}), keys from :func:`note10_keys`.
 
 A model's latency on the device is the sum of its blocks' entries (:func:`table_latency`). Keys are
-read off :func:`nas.layers.layers_of`, so they always describe the layers the engine builds.
+read off :func:`nas.layers.layers_of`, so they always describe the layers the engine builds; each
+block kind spells its own keys (:meth:`nas.blocks.BlockKind.table_keys`).
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from pathlib import Path
 import yaml
 
 from nas.arch import Arch
+from nas.blocks.registry import kind_of
+from nas.blocks.tables import NOTE10, PIXEL4
 from nas.errors import InputError
-from nas.layers import HeadLayer, Layer, MBConvLayer, StemLayer, TransformerLayer, layers_of
+from nas.layers import Layer, layers_of
 from nas.space import SearchSpace
 
 try:
@@ -29,8 +32,6 @@ except AttributeError:  # PyYAML built without libyaml
     _YamlLoader = yaml.SafeLoader
 
 _NOTE10_FILE = re.compile(r"^(\d+)_lookup_table\.yaml$")
-#: Activation names as the Pixel 4 table spells them.
-_PIXEL4_ACT = {"hswish": "hard_swish", "relu": "relu"}
 
 
 class TableError(InputError):
@@ -115,33 +116,10 @@ def pixel4_keys(space: SearchSpace, arch: Arch) -> list[str]:
 
 def pixel4_layer_keys(layer: Layer) -> list[str]:
     """The Pixel 4 table keys of one layer."""
-    if isinstance(layer, StemLayer):
-        return [
-            f"firstconv_{layer.in_hw}_{layer.in_ch}_{layer.out_ch}_{layer.stride}_{layer.kernel}"
-        ]
-    if isinstance(layer, MBConvLayer) and layer.slot.endswith(".downsample"):
-        return [
-            f"transds_{layer.in_hw}_{layer.in_ch}_{layer.out_ch}_{layer.stride}"
-            f"_{_num(layer.expand_ratio)}"
-        ]
-    if isinstance(layer, MBConvLayer):
-        return [
-            f"conv_{layer.in_hw}_{layer.in_ch}_{layer.out_ch}_{_num(layer.expand_ratio)}"
-            f"_{layer.stride}_{_PIXEL4_ACT[layer.activation]}_{layer.kernel}"
-            f"_{'se' if layer.se else 'nose'}"
-        ]
-    if isinstance(layer, TransformerLayer):
-        act = _PIXEL4_ACT[layer.activation]
-        return [
-            f"transattn_{layer.hw}_{layer.width}_{act}_{layer.v_scale}_ln",
-            f"transffn_{layer.hw}_{layer.width}_{layer.mlp_ratio}_{act}_ln",
-        ]
-    if isinstance(layer, HeadLayer):
-        return [
-            f"mbpool_{layer.in_hw}_{layer.in_ch}_{layer.feature_ch}"
-            f"_{_num(layer.expand_ch / layer.in_ch)}_{_PIXEL4_ACT[layer.activation]}"
-        ]
-    raise TypeError(f"no Pixel 4 key for layer {layer!r}")
+    keys = kind_of(layer).table_keys(PIXEL4, layer)
+    if keys is None:
+        raise TypeError(f"no Pixel 4 key for layer {layer!r}")
+    return keys
 
 
 def note10_keys(space: SearchSpace, arch: Arch) -> list[str]:
@@ -151,26 +129,10 @@ def note10_keys(space: SearchSpace, arch: Arch) -> list[str]:
 
 def note10_layer_keys(layer: Layer) -> list[str]:
     """The Note10 table keys of one layer."""
-    if isinstance(layer, StemLayer):
-        return [
-            f"Conv-input:{_hwc(layer.in_hw, layer.in_ch)}-output:{_hwc(layer.out_hw, layer.out_ch)}"
-        ]
-    if isinstance(layer, MBConvLayer):
-        return [
-            f"expanded_conv-input:{_hwc(layer.in_hw, layer.in_ch)}"
-            f"-output:{_hwc(layer.out_hw, layer.out_ch)}-expand:{layer.mid_ch}"
-            f"-kernel:{layer.kernel}-stride:{layer.stride}-idskip:{int(layer.residual)}"
-            f"-se:{int(layer.se)}-hs:{int(layer.activation == 'hswish')}"
-        ]
-    if isinstance(layer, HeadLayer):
-        hw, cin, mid, feat = layer.in_hw, layer.in_ch, layer.expand_ch, layer.feature_ch
-        return [
-            f"Conv_1-input:{_hwc(hw, cin)}-output:{_hwc(hw, mid)}",
-            f"AvgPool2D-input:{_hwc(hw, mid)}-output:{_hwc(1, mid)}",
-            f"Conv_2-input:{_hwc(1, mid)}-output:{_hwc(1, feat)}",
-            f"Logits-input:{_hwc(1, feat)}-output:{layer.num_classes}",
-        ]
-    raise TypeError(f"no Note10 key for layer {layer!r} (the tables cover MobileNetV3 only)")
+    keys = kind_of(layer).table_keys(NOTE10, layer)
+    if keys is None:
+        raise TypeError(f"no Note10 key for layer {layer!r} (the tables cover MobileNetV3 only)")
+    return keys
 
 
 def table_latency(keys: Iterable[str], table: Mapping[str, float]) -> float:
@@ -180,12 +142,3 @@ def table_latency(keys: Iterable[str], table: Mapping[str, float]) -> float:
     if missing:
         raise MissingKeysError(missing, len(table))
     return sum(table[key] for key in keys)
-
-
-def _num(value: float) -> str:
-    """6.0 -> '6', 2.5 -> '2.5'."""
-    return str(int(value)) if float(value).is_integer() else str(value)
-
-
-def _hwc(hw: int, ch: int) -> str:
-    return f"{hw}x{hw}x{ch}"

@@ -35,10 +35,11 @@ import numpy as np
 
 from nas.arch import Arch
 from nas.errors import InputError
+from nas.layers import slots
 from nas.space import SearchSpace
 from predictors.backends import Timing, TimingProtocol, get_backend, time_runners
 from predictors.kernels import FusionRule, FusionRules, KernelSpec, fusion_candidates
-from predictors.positions import position_layers, positions
+from predictors.positions import position_layers
 from predictors.profile import DeviceProfile, KernelRecord, Measurement, ModelRecord
 
 FUSION_THRESHOLD = 0.5
@@ -124,7 +125,7 @@ def enumerate_kernels(
     scheme = OperatorScheme(rules)
     allowed = set(resolutions or space.resolutions)
     found: dict[KernelSpec, None] = {}
-    for position in positions(space):
+    for position in slots(space):
         values = space.dimensions[position.deps[0]].values
         per_res = math.prod(position.shape(space)[1:])
         for flat, layer in position_layers(space, position):
@@ -153,13 +154,13 @@ def calibration_archs(
 
 
 def model_runner_inputs(space: SearchSpace, arch: Arch, batch: int, seed: int):
-    """A freshly initialised model of ``arch`` (seeded) and its input."""
+    """A freshly initialised model of ``arch`` (seeded, as exported) and its input."""
     import torch
 
-    from nas.blocks import build_model
+    from nas.blocks.nn import build_model, deployed
 
     torch.manual_seed(seed)
-    model = build_model(space, arch).eval()
+    model = deployed(build_model(space, arch), space, arch).eval()
     image = torch.randn(batch, space.in_channels, arch.resolution, arch.resolution)
     return model, (image,)
 

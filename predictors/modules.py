@@ -1,9 +1,9 @@
 """Kernel spec -> a standalone torch module and example inputs, built from the static blocks.
 
 Chain kernels reuse :class:`nas.blocks.ConvBNAct` (conv, bn and activation fused or not),
-``nn.Linear``, ``nn.LayerNorm`` and :func:`nas.blocks.activation`; structural kernels reuse
-:class:`nas.blocks.SqueezeExcite`, the position bias of :class:`nas.blocks.Attention` and the layers
-of :class:`nas.blocks.ClassifierHead`. Tensor layouts at kernel boundaries are those of the blocks'
+``nn.Linear``, ``nn.LayerNorm`` and :func:`nas.blocks.activation`; structural kernels are built by
+the block kind that declares them (its ``units``: squeeze-excite, attention cores, the classifier
+head), from the same layers as its static block. Tensor layouts at kernel boundaries are those of the blocks'
 ``forward`` methods (tokens ``(B, N, C)``, images ``(B, C, H, W)``), so a kernel does the same
 reshapes it does inside a model.
 """
@@ -17,15 +17,10 @@ import warnings
 import torch
 from torch import nn
 
-from nas.blocks import (
-    Attention,
-    ClassifierHead,
-    ConvBNAct,
-    SqueezeExcite,
-    activation,
-)
-from nas.layers import HeadLayer, TransformerLayer
-from predictors.kernels import ATTENTION_CORE_ROLES, KernelSpec
+from nas.blocks.nn.common import ConvBNAct, activation
+from nas.blocks.registry import unit_builder
+from nas.grammar import ACTIVATIONS
+from predictors.kernels import KernelSpec
 
 CONV_TOKENS = ("conv", "dwconv", "pwconv")
 
@@ -136,54 +131,11 @@ class ChainKernel(nn.Module):
         return x
 
 
-class AttentionCore(nn.Module):
-    """Scores to context of :class:`nas.blocks.Attention` (its :meth:`~nas.blocks.Attention.core`,
-    between the projections)."""
-
-    def __init__(self, spec: KernelSpec):
-        super().__init__()
-        f = spec.feature_dict()
-        kind = spec.kind.split("-", 1)[1]
-        layer = TransformerLayer(
-            "kernel",
-            f["side"],
-            f["heads"] * f["head_dim"],
-            f["heads"],
-            f["head_dim"],
-            max(1, f["v_dim"] // f["head_dim"]),
-            1,
-            kind,
-            "hswish",
-        )
-        self.attn = Attention(layer)
-        self.attn.v_dim = f["v_dim"]
-        # Only the position bias of the block is used here; its projections are not.
-        for name in ("q", "k", "v", "v_local", "proj"):
-            setattr(self.attn, name, nn.Identity())
-
-    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return self.attn.core(q, k, v)
-
-
-class HeadKernel(nn.Module):
-    """Global pool -> feature linear -> activation -> classifier of :class:`ClassifierHead`."""
-
-    def __init__(self, spec: KernelSpec):
-        super().__init__()
-        f = spec.feature_dict()
-        layer = HeadLayer(
-            "kernel", f["hw"], 8, f["c"], f["feature"], f["classes"], _block_activation(f["act"])
-        )
-        head = ClassifierHead(layer)
-        self.feature, self.act, self.classifier = head.feature, head.act, head.classifier
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.act(self.feature(x.mean((2, 3)))))
-
-
 def _block_activation(op: str) -> str:
     """Graph activation op -> :func:`nas.blocks.activation` name."""
-    return {"relu": "relu", "hswish": "hswish"}[op]
+    if op not in ACTIVATIONS:
+        raise ValueError(f"no activation module for graph op {op!r}; choices: {ACTIVATIONS}")
+    return op
 
 
 def _last_channels(f: dict) -> int:
@@ -240,21 +192,8 @@ def _extra_input(shape: tuple[int, ...], layout: str, batch: int) -> torch.Tenso
 
 
 def _unit_module(spec: KernelSpec, batch: int) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
-    f = spec.feature_dict()
-    if spec.kind == "se":
-        module = SqueezeExcite(f["c"], f["reduced"])
-        inputs = (torch.randn(batch, f["c"], f["hw"], f["hw"]),)
-    elif spec.kind in ATTENTION_CORE_ROLES:
-        module = AttentionCore(spec)
-        n, qk = f["tokens"], f["heads"] * f["head_dim"]
-        inputs = (
-            torch.randn(batch, n, qk),
-            torch.randn(batch, n, qk),
-            torch.randn(batch, n, f["heads"] * f["v_dim"]),
-        )
-    elif spec.kind == "head":
-        module = HeadKernel(spec)
-        inputs = (torch.randn(batch, f["c"], f["hw"], f["hw"]),)
+    if spec.structural:
+        module, inputs = unit_builder(spec.kind)(spec, batch)
     elif spec.kind == "baseline":
         module = Baseline()
         inputs = (torch.randn(batch, 1),)

@@ -1,14 +1,13 @@
-"""A space's layer positions: which decisions each possible layer depends on, and its layers.
+"""A space's layer positions, tabulated: every layer of each slot, and archs as index rows.
 
-Every layer a subnet can have sits at a *position* (its supernet slot: ``stem``,
-``stages.2.layers.1``, ``head``, ...). The layer at a position is fully determined by a few of the
-space's decisions (:attr:`SearchSpace.dimensions`): the resolution, its stage's width, the width
-feeding it, its own kernel / expand ratio / attention choices. So a per-layer quantity (latency,
-MACs) can be tabulated once per position over those few decisions, and a whole arch's quantity is a
-sum of table lookups over its active positions -- which numpy does for many archs at once.
-
-:func:`layer_at` builds the layer of a position from its decision values exactly as
-:func:`nas.layers.layers_of` does for a whole arch (tests check they agree).
+Every layer a subnet can have sits at a *position* -- a slot of :func:`nas.layers.slots`
+(``stem``, ``stages.2.layers.1``, ``head``, ...) -- fully determined by a few of the space's
+decisions (:attr:`SearchSpace.dimensions`): the resolution, its stage's width, the width feeding
+it, its block kind and its own choices. So a per-layer quantity (latency, MACs) can be tabulated
+once per position over those few decisions, and a whole arch's quantity is a sum of table lookups
+over its active positions -- which numpy does for many archs at once. The layers are built by
+:func:`nas.layers.slot_layer`, the function :func:`nas.layers.layers_of` builds an arch's layers
+with.
 """
 
 from __future__ import annotations
@@ -21,170 +20,15 @@ from typing import Any
 import numpy as np
 
 from nas.arch import Arch, ArchError
-from nas.layers import HeadLayer, Layer, MBConvLayer, StemLayer, TransformerLayer, conv_out_hw
+from nas.layers import Layer, Slot, slot_layer, slots
 from nas.space import SearchSpace
 
 
-@dataclass(frozen=True)
-class Position:
-    """One possible layer of a space."""
-
-    slot: str
-    role: str  # stem, stem_ds, conv, downsample, transformer, head
-    stage: int | None
-    layer: int
-    deps: tuple[int, ...]  # indices into space.dimensions, in the order layer_at expects
-    depth_dim: int | None  # active iff the value of this dimension is > ``layer``
-    active_from: int = 0
-
-    def shape(self, space: SearchSpace) -> tuple[int, ...]:
-        return tuple(len(space.dimensions[d].values) for d in self.deps)
-
-
-def positions(space: SearchSpace) -> tuple[Position, ...]:
-    """Every position of ``space`` in execution order."""
-    index = {dim.name: k for k, dim in enumerate(space.dimensions)}
-    res, stem_w = index["resolution"], index["stem.width"]
-    out = [Position("stem", "stem", None, 0, (res, stem_w), None)]
-    for k in range(max(space.stem.ds_depths)):
-        out.append(Position(f"stem_ds.{k}", "stem_ds", None, k, (res, stem_w), index["stem.depth"]))
-    prev_w = stem_w
-    for i, spec in enumerate(space.stages):
-        width, depth = index[f"stages[{i}].width"], index[f"stages[{i}].depth"]
-
-        def dim(name: str, k: int, i: int = i, spec=spec) -> int:
-            if name in spec.per_layer:
-                return index[f"stages[{i}].{name}[{k}]"]
-            return index[f"stages[{i}].{name}"]
-
-        if spec.kind == "conv":
-            for k in range(max(spec.depths)):
-                feeding = (prev_w,) if k == 0 else ()  # later layers are fed by their own width
-                deps = (res, *feeding, width, dim("kernel", k), dim("expand_ratio", k))
-                out.append(Position(f"stages.{i}.layers.{k}", "conv", i, k, deps, depth))
-        else:
-            out.append(
-                Position(f"stages.{i}.downsample", "downsample", i, 0, (res, prev_w, width), None)
-            )
-            for k in range(max(spec.depths)):
-                extra = tuple(dim(name, k) for name in spec.extra_choices)
-                out.append(
-                    Position(
-                        f"stages.{i}.layers.{k}", "transformer", i, k, (res, width, *extra), depth
-                    )
-                )
-        prev_w = width
-    out.append(Position("head", "head", None, 0, (res, prev_w), None))
-    return tuple(out)
-
-
-def _stage_sides(space: SearchSpace, resolution: int) -> tuple[int, list[int], list[int]]:
-    """(side after the stem, side entering each stage, side inside each stage)."""
-    hw = conv_out_hw(resolution, space.stem.stride)
-    stem_side, before, inside = hw, [], []
-    for spec in space.stages:
-        before.append(hw)
-        hw = conv_out_hw(hw, spec.stride)
-        inside.append(hw)
-    return stem_side, before, inside
-
-
-def layer_at(space: SearchSpace, position: Position, values: Sequence[Any]) -> Layer:
-    """The layer at ``position`` when its decisions (``position.deps``) take ``values``."""
-    resolution = values[0]
-    stem_side, before, inside = _stage_sides(space, resolution)
-    stem = space.stem
-    role, i, k = position.role, position.stage, position.layer
-    if role == "stem":
-        return StemLayer(
-            "stem",
-            resolution,
-            space.in_channels,
-            values[1],
-            stem.kernel,
-            stem.stride,
-            stem.activation,
-        )
-    if role == "stem_ds":
-        width = values[1]
-        return MBConvLayer(
-            position.slot,
-            stem_side,
-            width,
-            width,
-            1,
-            stem.ds_kernel,
-            1,
-            False,
-            stem.ds_activation or stem.activation,
-        )
-    if role == "conv":
-        spec = space.stages[i]
-        if k == 0:
-            _, source, width, kernel, expand = values
-        else:
-            _, width, kernel, expand = values
-            source = width
-        return MBConvLayer(
-            position.slot,
-            before[i] if k == 0 else inside[i],
-            source,
-            width,
-            expand,
-            int(kernel),
-            spec.stride if k == 0 else 1,
-            spec.se,
-            spec.activation,
-        )
-    if role == "downsample":
-        spec = space.stages[i]
-        return MBConvLayer(
-            position.slot,
-            before[i],
-            values[1],
-            values[2],
-            spec.downsample_expand,
-            spec.downsample_kernel,
-            spec.stride,
-            False,
-            spec.activation,
-        )
-    if role == "transformer":
-        spec = space.stages[i]
-        width = values[1]
-        chosen = dict(zip(spec.extra_choices, values[2:], strict=True))
-        heads = chosen["heads"] if "heads" in chosen else width // spec.head_dim
-        return TransformerLayer(
-            position.slot,
-            inside[i],
-            width,
-            int(heads),
-            spec.head_dim,
-            int(chosen["v_scale"]),
-            int(chosen["mlp_ratio"]),
-            str(chosen["attention"]),
-            spec.activation,
-        )
-    if role == "head":
-        head, last = space.head, values[1]
-        hw = inside[-1] if space.stages else stem_side
-        return HeadLayer(
-            "head",
-            hw,
-            last,
-            head.expand_channels(last),
-            head.feature_width,
-            space.num_classes,
-            head.activation,
-        )
-    raise ValueError(f"unknown position role {role!r}")
-
-
-def position_layers(space: SearchSpace, position: Position):
+def position_layers(space: SearchSpace, position: Slot):
     """Yield (flat table index, layer) for every combination of the position's decisions."""
     dims = [space.dimensions[d].values for d in position.deps]
     for flat, values in enumerate(itertools.product(*dims)):
-        yield flat, layer_at(space, position, values)
+        yield flat, slot_layer(space, position, values)
 
 
 @dataclass
@@ -195,14 +39,14 @@ class PositionTable:
     archs come as :class:`ArchIndexer` rows.
     """
 
-    position: Position
+    position: Slot
     deps: np.ndarray
     strides: np.ndarray
     values: np.ndarray
     depth_values: np.ndarray | None
 
     @classmethod
-    def build(cls, space: SearchSpace, position: Position, values: np.ndarray) -> PositionTable:
+    def build(cls, space: SearchSpace, position: Slot, values: np.ndarray) -> PositionTable:
         shape = position.shape(space)
         strides = [int(np.prod(shape[k + 1 :], dtype=np.int64)) for k in range(len(shape))]
         depth = position.depth_dim
@@ -241,7 +85,7 @@ def tabulate(space: SearchSpace, quantity: Callable[[Layer], Any]) -> list[Posit
             position,
             np.array([quantity(layer) for _, layer in position_layers(space, position)]),
         )
-        for position in positions(space)
+        for position in slots(space)
     ]
 
 

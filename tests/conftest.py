@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+import tests.fused_kind  # noqa: F401  (registers the test-only block kind ``test_fused``)
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -133,3 +135,23 @@ def tiny_world(tmp_path_factory):
     import tiny_world as world
 
     return world.build(tmp_path_factory.mktemp("world"), TINY_SPACE)
+
+
+def trained_looking(module, seed: int = 0):
+    """``module`` in eval mode with BatchNorm statistics, norm affines and position tables given
+    random values, as training would leave them."""
+    import torch
+    from torch import nn
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, nn.BatchNorm2d | nn.LayerNorm):
+                m.weight.copy_(1 + 0.2 * torch.randn(m.weight.shape, generator=gen))
+                m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=gen))
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=gen))
+                m.running_var.uniform_(0.5, 1.5, generator=gen)
+            if getattr(m, "pos_table", None) is not None:
+                m.pos_table.normal_(generator=gen)
+    return module.eval()

@@ -22,6 +22,7 @@ from nas.extract import (
 )
 from nas.supernet import Supernet
 from nas.supernet.checkpoint import CheckpointError, load_supernet, save_supernet
+from tests.conftest import trained_looking as _trained_looking
 
 #: Random archs per space: a sample by default, the full proof with the tests marked slow.
 ARCHS_PER_SPACE = {"elasticvit": 100, "ofa-mbv3": 100, "hybrid-tiny": 100, "ofa-mbv3-w1.0": 25}
@@ -39,24 +40,6 @@ STATIC_BLOCKS = {
     nas.blocks.TransformerBlock,
     nas.blocks.ClassifierHead,
 }
-
-
-def _trained_looking(supernet: Supernet, seed: int = 0) -> Supernet:
-    """Give BN statistics, norms and position tables non-trivial values, as training would."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in supernet.modules():
-            if isinstance(module, nn.BatchNorm2d | nn.LayerNorm):
-                module.weight.copy_(1 + 0.2 * torch.randn(module.weight.shape, generator=gen))
-                module.bias.copy_(0.1 * torch.randn(module.bias.shape, generator=gen))
-            if isinstance(module, nn.BatchNorm2d):
-                module.running_mean.copy_(
-                    0.1 * torch.randn(module.running_mean.shape, generator=gen)
-                )
-                module.running_var.uniform_(0.5, 1.5, generator=gen)
-            if getattr(module, "pos_table", None) is not None:
-                module.pos_table.normal_(generator=gen)
-    return supernet.eval()
 
 
 @pytest.fixture(scope="module")

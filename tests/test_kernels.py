@@ -11,11 +11,12 @@ import torch
 
 import search_spaces
 from nas.blocks import Attention
+from nas.blocks.nn.transformer import AttentionCore
 from nas.graph import layer_operator_graph, operator_graph
-from nas.layers import TransformerLayer, layers_of
+from nas.layers import TransformerLayer, layers_of, slot_layer, slots
 from predictors.kernels import FusionRule, FusionRules, KernelSpec, fusion_candidates, split_kernels
-from predictors.modules import AttentionCore, kernel_module, onnx_bytes
-from predictors.positions import ArchIndexer, layer_at, positions
+from predictors.modules import kernel_module, onnx_bytes
+from predictors.positions import ArchIndexer
 
 OPS = [
     ("op", first, second)
@@ -112,13 +113,13 @@ def test_positions_rebuild_the_layers_of_every_arch(tiny_space, name):
     index = indexer.indices(archs)
     for arch, row in zip(archs, index, strict=True):
         built = []
-        for position in positions(space):
+        for position in slots(space):
             if position.depth_dim is not None:
                 depth = space.dimensions[position.depth_dim].values[row[position.depth_dim]]
                 if depth <= position.layer:
                     continue
             values = [space.dimensions[d].values[row[d]] for d in position.deps]
-            built.append(layer_at(space, position, values))
+            built.append(slot_layer(space, position, values))
         assert tuple(built) == layers_of(space, arch)
 
 

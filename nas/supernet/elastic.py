@@ -11,6 +11,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from nas.blocks.nn.common import ConvBNAct, activation
+
 
 def _take(tensor: torch.Tensor, count: int, index: torch.Tensor | None, dim: int = 0):
     if index is not None:
@@ -181,3 +183,27 @@ def active_state_dict(module: nn.Module, prefix: str = "") -> dict[str, torch.Te
     for name, child in module.named_children():
         state.update(active_state_dict(child, f"{prefix}{name}."))
     return state
+
+
+class ElasticConvBNAct(nn.Module):
+    """:class:`nas.blocks.nn.common.ConvBNAct` with elastic channels and kernel."""
+
+    def __init__(
+        self,
+        max_in: int,
+        max_out: int,
+        max_kernel: int,
+        stride: int = 1,
+        act: str | None = None,
+        depthwise: bool = False,
+    ):
+        super().__init__()
+        self.conv = ElasticConv2d(max_in, max_out, max_kernel, stride, depthwise)
+        self.bn = ElasticBatchNorm2d(max_out)
+        self.act = activation(act) if act else nn.Identity()
+
+    forward = ConvBNAct.forward
+
+    def configure(self, in_ch: int, out_ch: int, kernel: int | None = None) -> None:
+        self.conv.set_active(in_ch, out_ch, kernel)
+        self.bn.set_active(out_ch)

@@ -1,0 +1,191 @@
+"""Transformer stages: one downsampling MBConv layer, then layers of pre-LayerNorm attention and
+MLP, each residual, on the feature map as a token sequence.
+
+A stage ``kind: transformer`` chooses ``attentions`` (registered attention kinds: softmax,
+relu_linear; per layer with ``per_layer: [attention]``), ``heads`` (default width / head_dim),
+``v_scales`` (value width per head, in head_dims) and ``mlp_ratios``; it sets ``head_dim``,
+``activation``, ``downsample_expand`` and ``downsample_kernel``. Attention projects queries, keys
+and values, runs the attention kind's core (one latency unit per kind), adds a 3x3 depthwise conv
+of the values, and projects back. The torch half is :mod:`nas.blocks.nn.transformer`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from nas import grammar
+from nas.blocks.mbconv import MBConvLayer, flag
+from nas.blocks.registry import (
+    BlockKind,
+    ChoiceSpec,
+    LayerContext,
+    SettingSpec,
+    attention_kind,
+    attention_names,
+    register_block,
+)
+from nas.blocks.tables import PIXEL4, PIXEL4_ACT
+from nas.grammar import SpaceError
+
+
+@dataclass(frozen=True)
+class TransformerLayer:
+    """Pre-norm attention (with depthwise conv on V) + pre-norm MLP, both residual."""
+
+    slot: str
+    hw: int
+    width: int
+    heads: int
+    head_dim: int
+    v_scale: int
+    mlp_ratio: int
+    attention: str
+    activation: str
+
+    @property
+    def in_hw(self) -> int:
+        return self.hw
+
+    @property
+    def out_hw(self) -> int:
+        return self.hw
+
+    @property
+    def in_ch(self) -> int:
+        return self.width
+
+    @property
+    def out_ch(self) -> int:
+        return self.width
+
+    @property
+    def qk_dim(self) -> int:
+        return self.heads * self.head_dim
+
+    @property
+    def v_dim(self) -> int:
+        """Value channels per head."""
+        return self.head_dim * self.v_scale
+
+    @property
+    def mlp_hidden(self) -> int:
+        return self.width * self.mlp_ratio
+
+
+def _attentions(values: tuple[Any, ...], where: str) -> None:
+    for value in values:
+        grammar.one_of(value, attention_names(), where)
+
+
+@register_block
+class Transformer(BlockKind):
+    name = "transformer"
+    layer_type = TransformerLayer
+    entry = "downsample"
+    choices = (
+        ChoiceSpec("attention", "attentions", "", default=("softmax",), check=_attentions),
+        ChoiceSpec("heads", "heads", "h", optional=True, check=grammar.positive_ints),
+        ChoiceSpec("v_scale", "v_scales", "v", default=(1,), check=grammar.positive_ints),
+        ChoiceSpec("mlp_ratio", "mlp_ratios", "mlp", check=grammar.positive_ints),
+    )
+    settings = (
+        SettingSpec("activation", "hswish", grammar.activation),
+        SettingSpec("head_dim", 16, grammar.positive_int),
+        SettingSpec("downsample_expand", 6, grammar.positive_int),
+        SettingSpec("downsample_kernel", 3, grammar.odd_kernel),
+        # accepted for space files that set it on every stage; transformer layers have no SE
+        SettingSpec("se", False, flag),
+    )
+    example = {
+        "kind": "transformer",
+        "depths": [1, 2],
+        "widths": [16],
+        "attentions": ["softmax", "relu_linear"],
+        "heads": [1, 2],
+        "head_dim": 4,
+        "v_scales": [1, 2],
+        "mlp_ratios": [2],
+        "per_layer": ["attention"],
+        "stride": 2,
+    }
+    static = "nas.blocks.nn.transformer:TransformerBlock"
+    elastic = "nas.blocks.nn.transformer:ElasticTransformerBlock"
+
+    def check_stage(self, choices: Mapping[str, tuple], settings: Mapping[str, Any], where: str):
+        if "heads" in choices:
+            return
+        head_dim = settings["head_dim"]
+        bad = [w for w in choices["width"] if w % head_dim]
+        if bad:
+            raise SpaceError(
+                f"{where}.widths {bad} are not multiples of head_dim = {head_dim} "
+                "(heads = width / head_dim when heads are not declared)"
+            )
+
+    def entry_layer(self, ctx: LayerContext) -> MBConvLayer:
+        spec = ctx.spec
+        return MBConvLayer(
+            ctx.slot,
+            ctx.side,
+            ctx.in_ch,
+            ctx.out_ch,
+            spec.downsample_expand,
+            spec.downsample_kernel,
+            ctx.stride,
+            False,
+            spec.activation,
+            entry=True,
+        )
+
+    def layer(self, ctx: LayerContext) -> TransformerLayer:
+        spec, values, width = ctx.spec, ctx.values, ctx.out_ch
+        heads = values["heads"] if "heads" in values else width // spec.head_dim
+        return TransformerLayer(
+            ctx.slot,
+            ctx.side,
+            width,
+            int(heads),
+            spec.head_dim,
+            int(values["v_scale"]),
+            int(values["mlp_ratio"]),
+            str(values["attention"]),
+            spec.activation,
+        )
+
+    def graph(self, b, layer: TransformerLayer, x: str) -> str:
+        n, c, heads, d = layer.hw * layer.hw, layer.width, layer.heads, layer.head_dim
+        inner_v, hidden = layer.heads * layer.v_dim, layer.mlp_hidden
+        tokens, image = (n, c), (c, layer.hw, layer.hw)
+        x = b.op("to_tokens", "reshape", [x], image, tokens)
+        norm = b.op("norm1", "layernorm", [x], tokens, tokens, params=2 * c)
+        q = b.linear("attn.q", norm, n, c, layer.qk_dim)
+        k = b.linear("attn.k", norm, n, c, layer.qk_dim)
+        v = b.linear("attn.v", norm, n, c, inner_v)
+        local, _ = b.conv(
+            "attn.v_local", v, inner_v, inner_v, 3, 1, layer.hw, groups=inner_v, bias=True
+        )
+        attention = attention_kind(layer.attention)
+        features = {"tokens": n, "side": layer.hw, "heads": heads, "head_dim": d}
+        with b.unit(attention.unit, **features, v_dim=layer.v_dim):
+            out = attention.graph(b, layer, q, k, v)
+        out = b.op("attn.add_local", "add", [out, local], (n, inner_v), (n, inner_v))
+        out = b.op("attn.act", layer.activation, [out], (n, inner_v), (n, inner_v))
+        out = b.linear("attn.proj", out, n, inner_v, c)
+        x = b.op("attn.residual", "add", [out, x], tokens, tokens)
+        norm = b.op("norm2", "layernorm", [x], tokens, tokens, params=2 * c)
+        hid = b.linear("mlp.fc1", norm, n, c, hidden)
+        hid = b.op("mlp.act", layer.activation, [hid], (n, hidden), (n, hidden))
+        out = b.linear("mlp.fc2", hid, n, hidden, c)
+        x = b.op("mlp.residual", "add", [out, x], tokens, tokens)
+        return b.op("to_image", "reshape", [x], tokens, image)
+
+    def table_keys(self, table: str, layer: TransformerLayer) -> list[str] | None:
+        if table != PIXEL4:
+            return None
+        act = PIXEL4_ACT[layer.activation]
+        return [
+            f"transattn_{layer.hw}_{layer.width}_{act}_{layer.v_scale}_ln",
+            f"transffn_{layer.hw}_{layer.width}_{layer.mlp_ratio}_{act}_ln",
+        ]
