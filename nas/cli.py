@@ -108,9 +108,16 @@ def cmd_sample(args: argparse.Namespace) -> None:
     space = _space(args.space)
     if args.n < 1:
         raise UsageError(f"-n {args.n}: the number of archs must be at least 1")
+    if args.resolution is not None and args.resolution not in space.resolutions:
+        raise UsageError(
+            f"--resolution {args.resolution}: space {space.name!r} has resolutions "
+            f"{list(space.resolutions)}"
+        )
     rng = random.Random(args.seed)
     for _ in range(args.n):
         arch = space.sample(rng)
+        if args.resolution is not None:
+            arch = Arch.from_dict({**arch.to_dict(), "resolution": args.resolution})
         macs, params = count(space, arch)
         print(json.dumps({"arch": arch.to_dict(), "macs": macs, "params": params}))
 
@@ -350,6 +357,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--space", required=True, help=space_help)
     p.add_argument("-n", type=int, default=1, help="number of archs (default 1)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: fresh)")
+    p.add_argument(
+        "--resolution",
+        type=int,
+        help="input resolution of every arch (one of the space's; default: sampled too), e.g. "
+        "the one a device profile was measured at",
+    )
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("inspect", help="per-stage table of an arch: shapes, MACs, params")

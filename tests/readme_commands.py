@@ -36,6 +36,8 @@ SMALL_TIMING = (
 )
 #: Searched archs (and archs per search step).
 SMALL_SEARCH = "--evaluations 12 --batch-size 6"
+#: Archs a study samples, pairs per decision, archs measured on the supernet and for importances.
+SMALL_STUDY = "--n 40 --pairs 4 --measure 8 --importance-archs 24"
 #: Placeholders of :data:`SUBSTITUTIONS`, filled in when a command runs.
 PLACEHOLDERS = ("{shared}", "{budget}", "{venv}", "{repo}")
 
@@ -45,6 +47,7 @@ PLACEHOLDERS = ("{shared}", "{budget}", "{venv}", "{repo}")
 SUBSTITUTIONS: list[tuple[str, str, str]] = [
     (r"--epochs \d+", f"--epochs 1 {SMALL_TRAINING}", "one epoch on a subset of the data"),
     (r"^(nas device measure .*)", rf"\1 {SMALL_TIMING}", "few timing runs, a sample of kernels"),
+    (r"^(nas study (?!--help).*)", rf"\1 {SMALL_STUDY}", "40 archs studied, few measured"),
     (r"^(nas device time-suite .*)", r"\1 --repeats 3", "few timing runs"),
     (r"^(nas device export-suite .*)", r"\1 --models 4", "4 whole models, not 12"),
     (r"--n 100\b", "--n 3", "3 subnets validated, not 100"),
@@ -75,6 +78,16 @@ SUBSTITUTIONS: list[tuple[str, str, str]] = [
     (r"^make lint$", "make -C {repo} -o {venv}/.installed VENV={venv} lint", "this environment"),
 ]
 
+#: Shell words of README commands: redirection and pipes.
+SHELL_WORDS = {">", "|"}
+
+
+def redirect_target(command: str) -> str | None:
+    """The file a README command's output is redirected to (``> FILE``), if any."""
+    words = shlex.split(command, comments=True)
+    return words[words.index(">") + 1] if ">" in words else None
+
+
 #: Commands the README lists before one they need: (command prefix, runs after this prefix).
 RUN_AFTER = {"nas device import suite/": "nas device time-suite"}
 
@@ -88,7 +101,7 @@ def readme_commands(text: str | None = None) -> list[str]:
     text = README.read_text() if text is None else text
     commands: list[str] = []
     for block in re.findall(r"^```sh\n(.*?)^```", text, flags=re.S | re.M):
-        for line in block.splitlines():
+        for line in block.replace("\\\n", " ").splitlines():  # continued lines joined
             words = shlex.split(line, comments=True)
             if words and words[0] in ("nas", "make"):
                 command = shlex.join(words)
@@ -139,6 +152,7 @@ class ReadmeFlow:
     root: Path
     commands: list[str] = field(default_factory=readme_commands)
     outcomes: dict[str, Outcome] = field(default_factory=dict)
+    current: str = ""  # the command whose outcome is checked
     _budget: float | None = None
 
     def __post_init__(self):
@@ -168,6 +182,7 @@ class ReadmeFlow:
         if command not in self.outcomes:
             self.outcomes[command] = self._execute(command)
         outcome = self.outcomes[command]
+        self.current = command
         if outcome.missing:
             if in_ci():
                 pytest.fail(f"{outcome.missing} (CI=true: fails instead of skipping)")
@@ -208,8 +223,14 @@ class ReadmeFlow:
         venv = Path(sys.executable).parent.parent
         text = text.replace("{venv}", str(venv)).replace("{repo}", str(REPO_ROOT))
         argv = shlex.split(text)
-        if argv[0] == "nas":
-            argv[0] = str(nas_executable())
+        nas = str(nas_executable())
+        if SHELL_WORDS & set(argv):  # a redirection or a pipe: run as a shell runs it
+            words = [nas if w == "nas" and (k == 0 or argv[k - 1] == "|") else w
+                     for k, w in enumerate(argv)]  # fmt: skip
+            shell = " ".join(w if w in SHELL_WORDS else shlex.quote(w) for w in words)
+            argv = ["bash", "-o", "pipefail", "-c", shell]
+        elif argv[0] == "nas":
+            argv[0] = nas
         done = subprocess.run(
             argv,
             cwd=self.root,
@@ -219,16 +240,4 @@ class ReadmeFlow:
             timeout=900,
         )
         outcome = Outcome(command, argv, done.returncode, done.stdout, done.stderr)
-        if command.startswith("nas sample"):
-            self._keep_arch_file(done.stdout)
         return outcome
-
-    def _keep_arch_file(self, printed: str) -> None:
-        """``nas sample`` prints one arch file per line; the README's next commands read one,
-        ``arch.json``: the first printed at 32 px, the resolution the README's ``ort.json``
-        profile is measured at (any line, if none is)."""
-        lines = [line for line in printed.splitlines() if line.strip()]
-        (self.root / "archs.jsonl").write_text(printed)
-        at_32 = [line for line in lines if '"resolution": 32' in line]
-        if lines:
-            (self.root / "arch.json").write_text((at_32 or lines)[0] + "\n")
