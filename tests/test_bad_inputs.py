@@ -576,6 +576,12 @@ def case_measure_min_time_nan(w, d):
 
 
 @case("options")
+def case_sample_at_a_resolution_outside_the_space(w, d):
+    argv = ["sample", "--space", "hybrid-tiny", "--resolution", "99"]
+    return Bad(argv, ["--resolution 99", "[16, 24, 32]"])
+
+
+@case("options")
 def case_search_batch_size_zero(w, d):
     return Bad(_search(w.run, w.profile_a, "--batch-size", "0"), ["--batch-size 0", "at least 1"])
 

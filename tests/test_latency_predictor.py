@@ -159,7 +159,7 @@ def test_bad_profiles_give_clear_errors(tmp_path, tiny_space, tiny_profile):
         DeviceProfile.load(path)
     broken = dict(data, kernels=[{"key": "k"}])
     path.write_text(json.dumps(broken))
-    with pytest.raises(ProfileError, match="malformed measurement"):
+    with pytest.raises(ProfileError, match="is not a valid measurement"):
         DeviceProfile.load(path)
     without = {k: v for k, v in data.items() if k != "kernels"}
     path.write_text(json.dumps(without))

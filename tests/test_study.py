@@ -152,7 +152,7 @@ def test_a_profile_of_another_space_or_no_profile_is_refused(tmp_path, capsys, p
     assert f"--device {pixel4}" in err and "'elasticvit', not 'hybrid-tiny'" in err
     missing = tmp_path / "nowhere.json"
     assert main([*STUDY.split(), "--device", str(missing), "--out", str(out)]) == 2
-    assert f"profile {missing} does not exist" in capsys.readouterr().err
+    assert f"--device {missing}: {missing} does not exist" in capsys.readouterr().err
     assert not out.exists()
 
 
