@@ -181,7 +181,8 @@ def test_extract_for_two_devices_meets_both_budgets(trained, two_devices):
         *["--format", "torchscript"],
         cwd=trained.folder,
     )
-    model = trained.run / "models" / f"ort-{budgets[0]:g}ms.ts"  # the default path
+    # the default path names every device and budget
+    model = trained.run / "models" / f"ort-{budgets[0]:g}ms_torch-{extract_budgets[1]:g}ms.ts"
     assert f"model: {model}" in done.stdout
     card = json.loads(Path(f"{model}.card.json").read_text())
     arch = Arch.from_dict(card["arch"])
