@@ -25,8 +25,8 @@ from nas.space import SearchSpace, SpaceError
 from nas.supernet import Supernet
 from nas.supernet.checkpoint import load_supernet, read_checkpoint
 from nas.textfiles import read_text
-from nas.train.config import CONFIG_FILE, read_config
-from nas.train.data import DataSet, load_data
+from nas.train.config import CONFIG_FILE, read_config, read_derived
+from nas.train.data import DataSet, Preprocessing, load_data
 from nas.train.evaluate import calibration_images, evaluate_archs, evaluation_copy
 
 if TYPE_CHECKING:
@@ -82,6 +82,16 @@ class TrainedRun:
         channels and classes (``SearchSpace.with_task``)."""
         return self.supernet.space
 
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """How the run's images were fed to the supernet (a deployed model's input contract)."""
+        assert self.data.preprocessing is not None
+        return self.data.preprocessing
+
+    @property
+    def config(self):
+        return read_config(self.folder / CONFIG_FILE)
+
     @classmethod
     def open(cls, folder: str | Path, device: str = "cpu") -> TrainedRun:
         """The run's best checkpoint (else its last) on ``device``."""
@@ -96,6 +106,7 @@ class TrainedRun:
             raise RunFolderError(f"{folder} has no checkpoint yet ({' or '.join(CHECKPOINTS)})")
         config = read_config(folder / CONFIG_FILE)
         payload = read_checkpoint(checkpoint)
+        saved = read_derived(folder / CONFIG_FILE).get("preprocessing")
         supernet = load_supernet(checkpoint).to(device).eval()
         space = supernet.space
         data = load_data(
@@ -104,6 +115,8 @@ class TrainedRun:
             image_size=max(space.resolutions),
             train_limit=config.train_limit,
             eval_limit=config.eval_limit,
+            # runs recorded before the record existed: recomputed, the same statistics
+            preprocessing=Preprocessing.from_dict(saved) if saved else None,
         )
         if (data.in_channels, data.num_classes) != (space.in_channels, space.num_classes):
             raise RunFolderError(
