@@ -41,6 +41,8 @@ from predictors.kernels import FusionRule, FusionRules, KernelSpec, fusion_candi
 from predictors.positions import position_layers, positions
 from predictors.profile import DeviceProfile, KernelRecord, Measurement, ModelRecord
 
+#: Settings profiles measured before they were recorded were measured with.
+LEGACY_SETTINGS = {"precision": "fp32"}
 FUSION_THRESHOLD = 0.5
 ADDITIVITY_TOLERANCE = 0.05
 ADAPTIVE_ERROR = 0.10
@@ -68,6 +70,7 @@ class MeasureSettings:
     backend: str = "onnxruntime"
     threads: int = 1
     batch: int = 1
+    precision: str = "fp32"
     warmup: int = 10
     repeats: int = 30
     passes: int = 2
@@ -94,6 +97,7 @@ class MeasureSettings:
         return {
             "threads": self.threads,
             "batch": self.batch,
+            "precision": self.precision,
             "warmup": self.warmup,
             "repeats": self.repeats,
             "passes": self.passes,
@@ -180,7 +184,9 @@ class MeasurementJob:
         self.settings = settings
         self.progress = progress
         self.log = log
-        self.backend = get_backend(settings.backend, settings.threads, settings.batch)
+        self.backend = get_backend(
+            settings.backend, settings.threads, settings.batch, settings.precision
+        )
         self.protocol = settings.protocol()
         self.resolutions = space_resolutions(space, settings)
         self._stop_after: int | None = None  # tests: stop after this many measured chunks
@@ -192,6 +198,8 @@ class MeasurementJob:
         env = self.backend.environment()
         s = self.settings
         device = s.device or f"{env['cpu']} / {s.backend} / {s.threads} thread(s)"
+        if s.precision != "fp32" and not s.device:
+            device += f" / {s.precision}"
         return DeviceProfile(
             device=device,
             backend=s.backend,
@@ -214,7 +222,7 @@ class MeasurementJob:
                 f"to measure {self.settings.backend!r} give another --out"
             )
         stored, wanted = profile.settings, self.settings.stored()
-        diff = [k for k in wanted if stored.get(k) != wanted[k]]
+        diff = [k for k in wanted if stored.get(k, LEGACY_SETTINGS.get(k)) != wanted[k]]
         if diff:
             shown = ", ".join(f"{k}: {stored.get(k)!r} there, {wanted[k]!r} now" for k in diff)
             raise MeasureSettingsError(
@@ -222,7 +230,7 @@ class MeasurementJob:
                 "resume with the same settings or give another --out"
             )
         env = self.backend.environment()
-        for key in ("cpu", "onnxruntime", "torch"):
+        for key in ("cpu", "onnxruntime", "torch", "executorch"):
             if key in env and profile.environment.get(key) not in (None, env[key]):
                 raise MeasureSettingsError(
                     f"{self.out} was measured with {key} = {profile.environment.get(key)!r}; "
