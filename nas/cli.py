@@ -173,6 +173,8 @@ def cmd_extract(args: argparse.Namespace) -> None:
 
     if args.format not in EXPORT_FORMATS:
         raise UsageError(f"unknown format {args.format!r}; choices: {', '.join(EXPORT_FORMATS)}")
+    if args.quantize != "none" and not args.run:
+        raise UsageError("--quantize calibrates on the run's training images: use it with --run")
     if args.run:
         _extract_for_device(args)
     elif args.arch:
@@ -202,7 +204,7 @@ def _extract_arch(args: argparse.Namespace) -> None:
         torch.manual_seed(args.seed)
         supernet = Supernet(space)
     model = extract(supernet.to(device).eval(), arch)
-    export(model, space, arch, args.format, out)
+    export(model.cpu(), space, arch, args.format, out, args.batch)
     print(f"wrote {args.format} model of {arch.space} (resolution {arch.resolution}) to {out}")
 
 
@@ -233,12 +235,14 @@ def _open_run_and_devices(args: argparse.Namespace):
 
 def _extract_for_device(args: argparse.Namespace) -> None:
     from nas.deploy import default_model_path, extract_for_device
+    from nas.export.commands import deployment_lines, ship_options
 
     if args.arch:
         raise UsageError("--arch and --run exclude each other")
+    options = ship_options(args)
     given = check_output_file(args.out) if args.out else None
     run, devices, budgets = _open_run_and_devices(args)
-    out = given or default_model_path(run, devices, budgets, args.format)
+    out = given or default_model_path(run, devices, budgets, args.format, options.precision)
     check_folder(out.parent)
     card = extract_for_device(
         run,
@@ -248,6 +252,7 @@ def _extract_for_device(args: argparse.Namespace) -> None:
         out,
         measure=not args.no_measure,
         replace_other=given is not None,
+        options=options,
     )
     acc = card["accuracy"]
     print(f"model: {out}\ncard:  {card['card']}")
@@ -264,6 +269,8 @@ def _extract_for_device(args: argparse.Namespace) -> None:
             f"latency on {name}: predicted {lat['predicted_ms']:.3f} ms (budget "
             f"{lat['budget_ms']:g} ms), measured {measured}"
         )
+    for line in deployment_lines(card):
+        print(line)
 
 
 def cmd_search(args: argparse.Namespace) -> None:
@@ -399,7 +406,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="latency budget: one for all devices, or one per --device; the model meets every "
         "budget on its device",
     )
-    p.add_argument("--format", default="onnx", help="onnx, torchscript or pt (default onnx)")
+    p.add_argument(
+        "--format",
+        default="onnx",
+        help="onnx (ONNX Runtime), executorch (XNNPACK-delegated .pte), tflite (LiteRT), "
+        "torchscript or pt (the engine's model file, `nas.extract.load_model`) (default onnx)",
+    )
+    __import__("nas.export.commands", fromlist=["add_extract_arguments"]).add_extract_arguments(p)
     p.add_argument(
         "--out",
         help="output file (required with --arch; default with --run: "
@@ -408,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-measure",
         action="store_true",
-        help="skip the end-to-end latency measurement (with --run)",
+        help="skip the end-to-end latency measurements (with --run)",
     )
     p.add_argument("--torch-device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--seed", type=int, default=0, help="seed for fresh weights (default 0)")
@@ -419,6 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
     __import__("predictors.commands", fromlist=["register"]).register(sub)
 
     __import__("nas.study.command", fromlist=["register"]).register(sub)
+
+    __import__("nas.export.commands", fromlist=["register"]).register(sub)
 
     p = sub.add_parser(
         "search",

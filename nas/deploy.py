@@ -30,7 +30,7 @@ from nas.search.surrogate import RefittedAccuracy, SurrogateSettings
 from nas.trained import TrainedRun
 
 CARD_FORMAT = "nas-model-card"
-CARD_VERSION = 2
+CARD_VERSION = 3
 
 
 class NoCandidateError(InputError):
@@ -220,12 +220,19 @@ def best_for_devices(
 
 
 def default_model_path(
-    run: TrainedRun, devices: Sequence[Device], budgets_ms: Sequence[float], fmt: str
+    run: TrainedRun,
+    devices: Sequence[Device],
+    budgets_ms: Sequence[float],
+    fmt: str,
+    precision: str = "fp32",
 ) -> Path:
-    """``RUN/models/DEVICE-BUDGET[_DEVICE2-BUDGET2...].EXT``: every device and budget named."""
-    suffix = {"onnx": ".onnx", "torchscript": ".ts", "pt": ".pt"}[fmt]
+    """``RUN/models/DEVICE-BUDGET[_DEVICE2-BUDGET2...][-int8].EXT``: every device and budget
+    named, and the precision when it is not fp32."""
+    from nas.export import get_format
+
     name = "_".join(f"{d.path.stem}-{b:g}ms" for d, b in zip(devices, budgets_ms, strict=True))
-    return run.folder / "models" / slug(name + suffix)
+    name += "" if precision == "fp32" else f"-{precision}"
+    return run.folder / "models" / slug(name + get_format(fmt).suffix)
 
 
 def extract_for_device(
@@ -236,13 +243,19 @@ def extract_for_device(
     out: Path,
     measure: bool = True,
     replace_other: bool = True,
+    options=None,
 ) -> dict[str, Any]:
     """Write the most accurate searched arch that meets every budget (``budgets_ms[i]`` on
     ``devices[i]``) as a model, with its card. Unless ``replace_other``, a model of another
-    extraction (other devices or budgets) already at ``out`` is refused."""
-    from nas.extract import export
+    extraction (other devices or budgets) already at ``out`` is refused.
+
+    ``options`` (:class:`nas.export.ship.ShipOptions`) sets batch, precision and the int8
+    calibration; the card also holds the deployment contract (:func:`nas.export.ship.ship`).
+    """
+    from nas.export.ship import ShipOptions, embed_card, ship
     from nas.train.evaluate import top1
 
+    options = replace(options or ShipOptions(), fmt=fmt, measure=measure).check()
     budgets = {d.name: float(b) for d, b in zip(devices, budgets_ms, strict=True)}
     card_path = out.with_suffix(out.suffix + ".card.json")
     if not replace_other:
@@ -264,7 +277,7 @@ def extract_for_device(
             entry["measured_ms"] = _measure_here(d, arch)
         latency[d.name] = entry
     make_folder(out.parent)
-    export(model, run.space, arch, fmt, out)
+    deployment = ship(run, arch, model, options, out)
     card = {
         "format": CARD_FORMAT,
         "version": CARD_VERSION,
@@ -284,8 +297,10 @@ def extract_for_device(
         "latency": latency,
         "run": str(run.folder),
         "checkpoint": run.checkpoint.name,
+        **deployment,
     }
     write_atomic(card_path, json.dumps(card, indent=2) + "\n")
+    embed_card(model, run.space, arch, fmt, out, card)
     card["card"] = str(card_path)
     return card
 
