@@ -223,3 +223,49 @@ def test_a_missing_runtime_names_the_extra_to_install():
 
     with pytest.raises(MissingRuntimeError, match=r"pip install -e '\.\[deploy\]'"):
         require("no_such_runtime_module")
+
+
+MEASURE_SMALL = [
+    "--space",
+    "tiny.yaml",
+    "--resolutions",
+    "8",
+    "--warmup",
+    "1",
+    "--repeats",
+    "3",
+    "--passes",
+    "1",
+    "--min-time-ms",
+    "0",
+    "--models",
+    "1",
+    "--max-exact",
+    "0",
+    "--prior-per-kind",
+    "1",
+    "--adaptive-rounds",
+    "0",
+]
+
+
+def _measure_int8(nas, tiny_world, folder: Path, backend: str) -> dict:
+    shutil.copy(tiny_world.space, folder / "tiny.yaml")
+    argv = ["device", "measure", "--backend", backend, *MEASURE_SMALL, "--out", "int8.json"]
+    _ok(nas, folder, *argv, "--precision", "int8")
+    profile = json.loads((folder / "int8.json").read_text())
+    assert profile["settings"]["precision"] == "int8" and profile["device"].endswith("/ int8")
+    assert profile["environment"]["precision"] == "int8" and profile["models"]
+    # the profile resumes only at its precision
+    assert "precision" in _refused(nas, folder, *argv, "--precision", "fp32")
+    return profile
+
+
+def test_an_int8_onnxruntime_profile_records_its_precision(nas, tiny_world, tmp_path):
+    _measure_int8(nas, tiny_world, tmp_path, "onnxruntime")
+
+
+@pytest.mark.slow  # every kernel lowered twice (fp32 graph, then int8): minutes on two cores
+def test_an_int8_executorch_profile_records_its_precision(nas, tiny_world, tmp_path):
+    profile = _measure_int8(nas, tiny_world, tmp_path, "executorch")
+    assert profile["environment"]["delegate"] == "XNNPACK"
