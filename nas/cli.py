@@ -302,6 +302,7 @@ def cmd_search(args: argparse.Namespace) -> None:
         workers=args.workers,
         surrogate=surrogate,
         ray_address=args.ray_address,
+        quantized_accuracy=args.quantized_accuracy,
     )
     print(f"search folder: {folder}")
     if "accuracy_predictor" in report:
@@ -322,6 +323,18 @@ def cmd_search(args: argparse.Namespace) -> None:
             f"at {best['constraints'][name]:.3f}; hypervolume {part['hypervolume']:.4g}; "
             f"Pareto front {len(part['pareto_front'])} archs; plot {folder / part['plot']}"
         )
+    quantized = report.get("quantized_accuracy")
+    if quantized:
+        shortlist = quantized["shortlist"]
+        if not shortlist:
+            print("int8 accuracy: no feasible arch to quantize")
+        else:
+            best = shortlist[0]
+            print(
+                f"int8 accuracy of the {len(shortlist)} most accurate feasible archs: best val "
+                f"top-1 {best['val_top1_int8']:.4f} in int8 ({best['val_top1_fp32']:.4f} in fp32); "
+                f"{folder / 'results.json'} -> quantized_accuracy"
+            )
 
 
 def _surrogate_settings(args: argparse.Namespace):
@@ -470,6 +483,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--macs-limit", type=positive_float, help="also require MACs <= this many millions"
+    )
+    p.add_argument(
+        "--quantized-accuracy",
+        action="store_true",
+        help="after the search (which ranks by the supernet's fp32 accuracy), measure the int8 "
+        "validation accuracy of the 5 most accurate archs that meet every budget (ONNX Runtime "
+        "static QDQ; cached in RUN/quantized_accuracy.jsonl) and report it in results.json",
     )
     p.add_argument("--batch-size", type=int, default=20, help="archs per search step (default 20)")
     p.add_argument(

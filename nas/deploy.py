@@ -121,6 +121,7 @@ def search_run(
     workers: int = 1,
     surrogate: SurrogateSettings | None = None,
     ray_address: str | None = None,
+    quantized_accuracy: bool = False,
 ) -> tuple[Path, dict]:
     """Run (or resume) one search; return its folder and report. ``workers`` > 1 evaluates the
     supernet on that many Ray actors (:meth:`TrainedRun.parallel`), on the Ray cluster at
@@ -129,6 +130,9 @@ def search_run(
     With ``surrogate``, accuracy comes from a predictor refitted on supernet measurements as the
     search goes (:class:`~nas.search.surrogate.RefittedAccuracy`); the best archs per budget are
     measured before the report is written, so the reported best is a measured accuracy.
+
+    ``quantized_accuracy`` adds the int8 validation accuracy of the shortlist of winners to the
+    report (:mod:`nas.export.quantized_accuracy`); the search itself ranks by fp32 accuracy.
     """
     accuracy = None
     if surrogate is not None:
@@ -142,8 +146,12 @@ def search_run(
         found = run_search(problem, searcher, evaluations, folder, batch_size, progress, seed)
         if accuracy is not None:
             found = _with_best_measured(found, problem, run)
-    extra = None if accuracy is None else {"accuracy_predictor": accuracy.summary()}
-    return folder, write_report(found, problem, folder, algorithm, extra)
+    extra = {} if accuracy is None else {"accuracy_predictor": accuracy.summary()}
+    if quantized_accuracy:
+        from nas.export.quantized_accuracy import shortlist_report
+
+        extra["quantized_accuracy"] = shortlist_report(run, found, problem.primary.name, progress)
+    return folder, write_report(found, problem, folder, algorithm, extra or None)
 
 
 #: Archs per budget measured on the supernet before a predicted winner is reported or shipped.

@@ -269,3 +269,33 @@ def test_an_int8_onnxruntime_profile_records_its_precision(nas, tiny_world, tmp_
 def test_an_int8_executorch_profile_records_its_precision(nas, tiny_world, tmp_path):
     profile = _measure_int8(nas, tiny_world, tmp_path, "executorch")
     assert profile["environment"]["delegate"] == "XNNPACK"
+
+
+def test_search_reports_the_int8_accuracy_of_its_winners_measured_once(nas, world):
+    """--quantized-accuracy: the search ranks by fp32, then the shortlist of feasible winners is
+    measured in int8 (ONNX Runtime QDQ) on the validation split, cached in the run folder."""
+    from nas.export.quantized_accuracy import CACHE, SHORTLIST
+
+    search = [
+        *["search", "--run", "run", "--device", "a.json", "--latency-ms", "1000"],
+        *["--evaluations", "8", "--batch-size", "4", "--name", "base", "--seed", "0"],
+        "--quantized-accuracy",
+    ]
+    out = _ok(nas, world, *search)
+    report = json.loads((world / "run/search/base/results.json").read_text())
+    section = report["quantized_accuracy"]
+    shortlist = section["shortlist"]
+    history = [json.loads(line) for line in (world / "run/search/base/history.jsonl").open()]
+    assert 1 <= len(shortlist) <= SHORTLIST and "QDQ" in section["scheme"]
+    assert len({json.dumps(r["arch"], sort_keys=True) for r in shortlist}) == len(shortlist)
+    int8 = [r["val_top1_int8"] for r in shortlist]
+    assert int8 == sorted(int8, reverse=True) and all(0 <= v <= 1 for v in int8)
+    fp32 = sorted((r["val_top1_fp32"] for r in shortlist), reverse=True)
+    feasible = {json.dumps(e["arch"], sort_keys=True): e for e in history if e["feasible"]}
+    evaluated = sorted((e["objectives"]["val_top1"] for e in feasible.values()), reverse=True)
+    assert fp32 == evaluated[: len(fp32)]  # the most accurate feasible archs in fp32
+    assert "int8 accuracy of the" in out
+    cached = (world / "run" / CACHE).read_text().splitlines()
+    assert len(cached) == len(shortlist)
+    _ok(nas, world, *search)  # again: every int8 accuracy comes from the cache
+    assert (world / "run" / CACHE).read_text().splitlines() == cached

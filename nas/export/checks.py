@@ -27,6 +27,17 @@ def compare(loaded: LoadedModel, model: nn.Module, x: np.ndarray) -> float:
     return float(np.abs(run_batched(loaded, x) - expected).max())
 
 
+@torch.no_grad()
+def torch_top1(model, x: np.ndarray, y: np.ndarray, batch: int = 256) -> float:
+    """Share of ``x`` a callable on torch tensors (a model, an int8 candidate) classifies as
+    ``y``."""
+    correct = 0
+    for start in range(0, len(x), batch):
+        logits = model(torch.from_numpy(x[start : start + batch]))
+        correct += int((logits.argmax(dim=1).numpy() == y[start : start + batch]).sum())
+    return correct / max(1, len(y))
+
+
 def top1(loaded: LoadedModel, x: np.ndarray, y: np.ndarray) -> float:
     """Share of ``x`` the file classifies as ``y``."""
     return float((run_batched(loaded, x).argmax(axis=1) == np.asarray(y)).mean())

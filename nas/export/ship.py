@@ -22,7 +22,7 @@ from torch import nn
 from nas.arch import Arch
 from nas.export import get_format
 from nas.export.base import ExportError
-from nas.export.checks import compare, time_files, top1
+from nas.export.checks import compare, time_files, top1, torch_top1
 from nas.export.contract import input_spec, output_spec, snippet
 from nas.export.kinds import block_kinds
 
@@ -73,15 +73,6 @@ def _images(split, resolution: int) -> tuple[np.ndarray, np.ndarray]:
     return resize(split.x, resolution).numpy(), split.y.numpy()
 
 
-@torch.no_grad()
-def _torch_top1(model, x: np.ndarray, y: np.ndarray, batch: int = 256) -> float:
-    correct = 0
-    for start in range(0, len(x), batch):
-        logits = model(torch.from_numpy(x[start : start + batch]))
-        correct += int((logits.argmax(dim=1).numpy() == y[start : start + batch]).sum())
-    return correct / max(1, len(y))
-
-
 def ship(
     run,
     arch: Arch,
@@ -127,8 +118,8 @@ def ship(
                 result = keep_float(
                     quantizer,
                     block_kinds(run.space, arch),
-                    lambda candidate: _torch_top1(candidate, val_x, val_y),
-                    _torch_top1(model, val_x, val_y),
+                    lambda candidate: torch_top1(candidate, val_x, val_y),
+                    torch_top1(model, val_x, val_y),
                     options.max_drop,
                     progress,
                 )
