@@ -175,6 +175,9 @@ def cmd_extract(args: argparse.Namespace) -> None:
         raise UsageError(f"unknown format {args.format!r}; choices: {', '.join(EXPORT_FORMATS)}")
     if args.quantize != "none" and not args.run:
         raise UsageError("--quantize calibrates on the run's training images: use it with --run")
+    from nas.export.commands import ship_options
+
+    ship_options(args)  # batch, precision, --max-drop and counts checked before any work
     if args.run:
         _extract_for_device(args)
     elif args.arch:

@@ -299,3 +299,19 @@ def test_search_reports_the_int8_accuracy_of_its_winners_measured_once(nas, worl
     assert len(cached) == len(shortlist)
     _ok(nas, world, *search)  # again: every int8 accuracy comes from the cache
     assert (world / "run" / CACHE).read_text().splitlines() == cached
+
+
+def test_extract_of_an_arch_with_a_fixed_batch(nas, tiny_world, tmp_path):
+    """--arch: ONNX with a dynamic batch by default, --batch fixes it; --batch 0 is refused."""
+    import onnxruntime as ort
+
+    shutil.copy(tiny_world.space, tmp_path / "tiny.yaml")
+    shutil.copy(tiny_world.samples, tmp_path / "samples.jsonl")
+    arch = ["extract", "--space", "tiny.yaml", "--arch", "samples.jsonl:1"]
+    _ok(nas, tmp_path, *arch, "--out", "any.onnx")
+    _ok(nas, tmp_path, *arch, "--out", "four.onnx", "--batch", "4")
+    (dynamic,) = ort.InferenceSession(str(tmp_path / "any.onnx")).get_inputs()
+    (fixed,) = ort.InferenceSession(str(tmp_path / "four.onnx")).get_inputs()
+    assert not isinstance(dynamic.shape[0], int) and fixed.shape[0] == 4
+    assert "--batch" in _refused(nas, tmp_path, *arch, "--out", "zero.onnx", "--batch", "0")
+    assert not (tmp_path / "zero.onnx").exists()
