@@ -26,7 +26,7 @@ from nas.supernet import Supernet
 from nas.supernet.checkpoint import load_supernet, read_checkpoint
 from nas.textfiles import read_text
 from nas.train.config import CONFIG_FILE, read_config, read_derived
-from nas.train.data import DataSet, Preprocessing, load_data
+from nas.train.data import ChannelsError, DataSet, Preprocessing, load_data
 from nas.train.evaluate import calibration_images, evaluate_archs, evaluation_copy
 
 if TYPE_CHECKING:
@@ -109,21 +109,24 @@ class TrainedRun:
         saved = read_derived(folder / CONFIG_FILE).get("preprocessing")
         supernet = load_supernet(checkpoint).to(device).eval()
         space = supernet.space
-        data = load_data(
-            config.data,
-            config.data_format,
-            image_size=max(space.resolutions),
-            train_limit=config.train_limit,
-            eval_limit=config.eval_limit,
-            # runs recorded before the record existed: recomputed, the same statistics
-            preprocessing=Preprocessing.from_dict(saved) if saved else None,
-        )
+        try:
+            data = load_data(
+                config.data,
+                config.data_format,
+                image_size=max(space.resolutions),
+                train_limit=config.train_limit,
+                eval_limit=config.eval_limit,
+                # runs recorded before the record existed: recomputed, the same statistics
+                preprocessing=Preprocessing.from_dict(saved) if saved else None,
+            )
+        except ChannelsError as err:
+            raise _other_data(folder, space, config.data, f"{err.channels} channel(s)") from None
         if (data.in_channels, data.num_classes) != (space.in_channels, space.num_classes):
-            raise RunFolderError(
-                f"{folder}: its supernet was trained on {space.in_channels}-channel images of "
-                f"{space.num_classes} classes, but its data {config.data} now has "
-                f"{data.in_channels} channel(s) and {data.num_classes} classes; restore the data "
-                "set the run was trained on"
+            raise _other_data(
+                folder,
+                space,
+                config.data,
+                f"{data.in_channels} channel(s) and {data.num_classes} classes",
             )
         run = cls(
             folder,
@@ -218,3 +221,11 @@ class TrainedRun:
         if recalibrate:
             recalibrate_bn(net, self.calibration, arch.resolution, self.batch_size)
         return extract(net.eval(), arch)
+
+
+def _other_data(folder: Path, space: SearchSpace, data: str, has: str) -> RunFolderError:
+    return RunFolderError(
+        f"{folder}: its supernet was trained on {space.in_channels}-channel images of "
+        f"{space.num_classes} classes, but its data {data} now has {has}; restore the data set "
+        "the run was trained on"
+    )

@@ -53,6 +53,14 @@ class DataError(InputError):
     """A data set is missing, unreadable or malformed; the message names the path."""
 
 
+class ChannelsError(DataError):
+    """Images with another number of channels than expected (``channels``: theirs)."""
+
+    def __init__(self, message: str, channels: int):
+        super().__init__(message)
+        self.channels = channels
+
+
 @dataclass
 class Split:
     """Images ``x`` (N, C, H, W) float32, normalised; labels ``y`` (N,) int64."""
@@ -185,9 +193,10 @@ def load_data(
         preprocessing = Preprocessing.of_images(splits["train"][0], stored_size)
     channels = splits["train"][0].shape[-1]
     if preprocessing.channels != channels:
-        raise DataError(
+        raise ChannelsError(
             f"{name} has {channels} channel(s) but the preprocessing record has "
-            f"{preprocessing.channels}"
+            f"{preprocessing.channels}",
+            channels,
         )
 
     def tensor(x: np.ndarray, y: np.ndarray) -> Split:
