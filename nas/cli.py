@@ -168,6 +168,11 @@ def cmd_extract(args: argparse.Namespace) -> None:
 
     if args.format not in EXPORT_FORMATS:
         raise UsageError(f"unknown format {args.format!r}; choices: {', '.join(EXPORT_FORMATS)}")
+    if args.quantize != "none" and not args.run:
+        raise UsageError("--quantize calibrates on the run's training images: use it with --run")
+    from nas.export.commands import ship_options
+
+    ship_options(args)  # batch, precision, --max-drop and counts checked before any work
     if args.run:
         _extract_for_device(args)
     elif args.arch:
@@ -197,7 +202,7 @@ def _extract_arch(args: argparse.Namespace) -> None:
         torch.manual_seed(args.seed)
         supernet = Supernet(space)
     model = extract(supernet.to(device).eval(), arch)
-    export(model, space, arch, args.format, out)
+    export(model.cpu(), space, arch, args.format, out, args.batch)
     print(f"wrote {args.format} model of {arch.space} (resolution {arch.resolution}) to {out}")
 
 
@@ -228,12 +233,14 @@ def _open_run_and_devices(args: argparse.Namespace):
 
 def _extract_for_device(args: argparse.Namespace) -> None:
     from nas.deploy import default_model_path, extract_for_device
+    from nas.export.commands import deployment_lines, ship_options
 
     if args.arch:
         raise UsageError("--arch and --run exclude each other")
+    options = ship_options(args)
     given = check_output_file(args.out) if args.out else None
     run, devices, budgets = _open_run_and_devices(args)
-    out = given or default_model_path(run, devices, budgets, args.format)
+    out = given or default_model_path(run, devices, budgets, args.format, options.precision)
     check_folder(out.parent)
     card = extract_for_device(
         run,
@@ -243,6 +250,7 @@ def _extract_for_device(args: argparse.Namespace) -> None:
         out,
         measure=not args.no_measure,
         replace_other=given is not None,
+        options=options,
     )
     acc = card["accuracy"]
     print(f"model: {out}\ncard:  {card['card']}")
@@ -259,6 +267,8 @@ def _extract_for_device(args: argparse.Namespace) -> None:
             f"latency on {name}: predicted {lat['predicted_ms']:.3f} ms (budget "
             f"{lat['budget_ms']:g} ms), measured {measured}"
         )
+    for line in deployment_lines(card):
+        print(line)
 
 
 def cmd_search(args: argparse.Namespace) -> None:
@@ -290,6 +300,7 @@ def cmd_search(args: argparse.Namespace) -> None:
         workers=args.workers,
         surrogate=surrogate,
         ray_address=args.ray_address,
+        quantized_accuracy=args.quantized_accuracy,
     )
     print(f"search folder: {folder}")
     if "accuracy_predictor" in report:
@@ -310,6 +321,18 @@ def cmd_search(args: argparse.Namespace) -> None:
             f"at {best['constraints'][name]:.3f}; hypervolume {part['hypervolume']:.4g}; "
             f"Pareto front {len(part['pareto_front'])} archs; plot {folder / part['plot']}"
         )
+    quantized = report.get("quantized_accuracy")
+    if quantized:
+        shortlist = quantized["shortlist"]
+        if not shortlist:
+            print("int8 accuracy: no feasible arch to quantize")
+        else:
+            best = shortlist[0]
+            print(
+                f"int8 accuracy of the {len(shortlist)} most accurate feasible archs: best val "
+                f"top-1 {best['val_top1_int8']:.4f} in int8 ({best['val_top1_fp32']:.4f} in fp32); "
+                f"{folder / 'results.json'} -> quantized_accuracy"
+            )
 
 
 def _surrogate_settings(args: argparse.Namespace):
@@ -394,7 +417,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="latency budget: one for all devices, or one per --device; the model meets every "
         "budget on its device",
     )
-    p.add_argument("--format", default="onnx", help="onnx, torchscript or pt (default onnx)")
+    p.add_argument(
+        "--format",
+        default="onnx",
+        help="onnx (ONNX Runtime), executorch (XNNPACK-delegated .pte), tflite (LiteRT), "
+        "torchscript or pt (the engine's model file, `nas.extract.load_model`) (default onnx)",
+    )
+    __import__("nas.export.commands", fromlist=["add_extract_arguments"]).add_extract_arguments(p)
     p.add_argument(
         "--out",
         help="output file (required with --arch; default with --run: "
@@ -403,7 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-measure",
         action="store_true",
-        help="skip the end-to-end latency measurement (with --run)",
+        help="skip the end-to-end latency measurements (with --run)",
     )
     p.add_argument("--torch-device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--seed", type=int, default=0, help="seed for fresh weights (default 0)")
@@ -414,6 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
     __import__("predictors.commands", fromlist=["register"]).register(sub)
 
     __import__("nas.study.command", fromlist=["register"]).register(sub)
+
+    __import__("nas.export.commands", fromlist=["register"]).register(sub)
 
     p = sub.add_parser(
         "search",
@@ -450,6 +481,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--macs-limit", type=positive_float, help="also require MACs <= this many millions"
+    )
+    p.add_argument(
+        "--quantized-accuracy",
+        action="store_true",
+        help="after the search (which ranks by the supernet's fp32 accuracy), measure the int8 "
+        "validation accuracy of the 5 most accurate archs that meet every budget (ONNX Runtime "
+        "static QDQ; cached in RUN/quantized_accuracy.jsonl) and report it in results.json",
     )
     p.add_argument("--batch-size", type=int, default=20, help="archs per search step (default 20)")
     p.add_argument(

@@ -30,7 +30,7 @@ from nas.search.surrogate import RefittedAccuracy, SurrogateSettings
 from nas.trained import TrainedRun
 
 CARD_FORMAT = "nas-model-card"
-CARD_VERSION = 2
+CARD_VERSION = 3
 
 
 class NoCandidateError(InputError):
@@ -121,6 +121,7 @@ def search_run(
     workers: int = 1,
     surrogate: SurrogateSettings | None = None,
     ray_address: str | None = None,
+    quantized_accuracy: bool = False,
 ) -> tuple[Path, dict]:
     """Run (or resume) one search; return its folder and report. ``workers`` > 1 evaluates the
     supernet on that many Ray actors (:meth:`TrainedRun.parallel`), on the Ray cluster at
@@ -129,6 +130,9 @@ def search_run(
     With ``surrogate``, accuracy comes from a predictor refitted on supernet measurements as the
     search goes (:class:`~nas.search.surrogate.RefittedAccuracy`); the best archs per budget are
     measured before the report is written, so the reported best is a measured accuracy.
+
+    ``quantized_accuracy`` adds the int8 validation accuracy of the shortlist of winners to the
+    report (:mod:`nas.export.quantized_accuracy`); the search itself ranks by fp32 accuracy.
     """
     accuracy = None
     if surrogate is not None:
@@ -142,8 +146,12 @@ def search_run(
         found = run_search(problem, searcher, evaluations, folder, batch_size, progress, seed)
         if accuracy is not None:
             found = _with_best_measured(found, problem, run)
-    extra = None if accuracy is None else {"accuracy_predictor": accuracy.summary()}
-    return folder, write_report(found, problem, folder, algorithm, extra)
+    extra = {} if accuracy is None else {"accuracy_predictor": accuracy.summary()}
+    if quantized_accuracy:
+        from nas.export.quantized_accuracy import shortlist_report
+
+        extra["quantized_accuracy"] = shortlist_report(run, found, problem.primary.name, progress)
+    return folder, write_report(found, problem, folder, algorithm, extra or None)
 
 
 #: Archs per budget measured on the supernet before a predicted winner is reported or shipped.
@@ -220,12 +228,19 @@ def best_for_devices(
 
 
 def default_model_path(
-    run: TrainedRun, devices: Sequence[Device], budgets_ms: Sequence[float], fmt: str
+    run: TrainedRun,
+    devices: Sequence[Device],
+    budgets_ms: Sequence[float],
+    fmt: str,
+    precision: str = "fp32",
 ) -> Path:
-    """``RUN/models/DEVICE-BUDGET[_DEVICE2-BUDGET2...].EXT``: every device and budget named."""
-    suffix = {"onnx": ".onnx", "torchscript": ".ts", "pt": ".pt"}[fmt]
+    """``RUN/models/DEVICE-BUDGET[_DEVICE2-BUDGET2...][-int8].EXT``: every device and budget
+    named, and the precision when it is not fp32."""
+    from nas.export import get_format
+
     name = "_".join(f"{d.path.stem}-{b:g}ms" for d, b in zip(devices, budgets_ms, strict=True))
-    return run.folder / "models" / slug(name + suffix)
+    name += "" if precision == "fp32" else f"-{precision}"
+    return run.folder / "models" / slug(name + get_format(fmt).suffix)
 
 
 def extract_for_device(
@@ -236,13 +251,19 @@ def extract_for_device(
     out: Path,
     measure: bool = True,
     replace_other: bool = True,
+    options=None,
 ) -> dict[str, Any]:
     """Write the most accurate searched arch that meets every budget (``budgets_ms[i]`` on
     ``devices[i]``) as a model, with its card. Unless ``replace_other``, a model of another
-    extraction (other devices or budgets) already at ``out`` is refused."""
-    from nas.extract import export
+    extraction (other devices or budgets) already at ``out`` is refused.
+
+    ``options`` (:class:`nas.export.ship.ShipOptions`) sets batch, precision and the int8
+    calibration; the card also holds the deployment contract (:func:`nas.export.ship.ship`).
+    """
+    from nas.export.ship import ShipOptions, embed_card, ship
     from nas.train.evaluate import top1
 
+    options = replace(options or ShipOptions(), fmt=fmt, measure=measure).check()
     budgets = {d.name: float(b) for d, b in zip(devices, budgets_ms, strict=True)}
     card_path = out.with_suffix(out.suffix + ".card.json")
     if not replace_other:
@@ -264,7 +285,7 @@ def extract_for_device(
             entry["measured_ms"] = _measure_here(d, arch)
         latency[d.name] = entry
     make_folder(out.parent)
-    export(model, run.space, arch, fmt, out)
+    deployment = ship(run, arch, model, options, out)
     card = {
         "format": CARD_FORMAT,
         "version": CARD_VERSION,
@@ -284,8 +305,10 @@ def extract_for_device(
         "latency": latency,
         "run": str(run.folder),
         "checkpoint": run.checkpoint.name,
+        **deployment,
     }
     write_atomic(card_path, json.dumps(card, indent=2) + "\n")
+    embed_card(model, run.space, arch, fmt, out, card)
     card["card"] = str(card_path)
     return card
 

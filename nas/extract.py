@@ -18,6 +18,7 @@ from torch import nn
 from nas.arch import Arch
 from nas.blocks.nn import build_model, deployed
 from nas.errors import InputError
+from nas.export import format_names
 from nas.runs import replace_atomic, save_torch
 from nas.space import SearchSpace
 from nas.supernet import Supernet
@@ -25,7 +26,8 @@ from nas.supernet.elastic import active_state_dict
 
 MODEL_FORMAT = "nas-model"
 MODEL_VERSION = 1
-EXPORT_FORMATS = ("onnx", "torchscript", "pt")
+#: Every format :func:`export` writes (one module each in :mod:`nas.export`).
+EXPORT_FORMATS = tuple(format_names())
 
 
 class ModelFileError(InputError):
@@ -60,11 +62,21 @@ def example_input(space: SearchSpace, arch: Arch, batch: int = 1) -> torch.Tenso
 
 
 def export_onnx(
-    model: nn.Module, space: SearchSpace, arch: Arch, path: str | Path, batch: int = 1
+    model: nn.Module, space: SearchSpace, arch: Arch, path: str | Path, batch: int | None = None
 ) -> Path:
-    """Write an ONNX file (opset 17, fixed input shape) for inference in eval mode."""
-    model = deployed(model, space, arch).eval()
-    dummy = example_input(space, arch, batch).to(next(model.parameters()).device)
+    """Write an ONNX file (opset 17, input ``image``, output ``logits``) for inference in eval
+    mode; the batch axis is dynamic unless ``batch`` fixes it."""
+    return write_onnx(deployed(model, space, arch), example_input(space, arch), path, batch)
+
+
+def write_onnx(
+    model: nn.Module, example: torch.Tensor, path: str | Path, batch: int | None = None
+) -> Path:
+    """:func:`export_onnx` for a model whose input looks like ``example`` (its batch is ignored)."""
+    model = model.eval()
+    device = next(model.parameters()).device
+    dummy = example[:1].expand(batch or 1, *example.shape[1:]).contiguous().to(device)
+    dynamic = None if batch else {"image": {0: "batch"}, "logits": {0: "batch"}}
 
     def write(tmp: Path) -> None:
         with warnings.catch_warnings():
@@ -77,6 +89,7 @@ def export_onnx(
                 input_names=["image"],
                 output_names=["logits"],
                 opset_version=17,
+                dynamic_axes=dynamic,
                 dynamo=False,
             )
 
@@ -85,8 +98,13 @@ def export_onnx(
 
 def export_torchscript(model: nn.Module, space: SearchSpace, arch: Arch, path: str | Path) -> Path:
     """Write a traced TorchScript file for inference in eval mode."""
-    model = deployed(model, space, arch).eval()
-    dummy = example_input(space, arch).to(next(model.parameters()).device)
+    return write_torchscript(deployed(model, space, arch), example_input(space, arch), path)
+
+
+def write_torchscript(model: nn.Module, example: torch.Tensor, path: str | Path) -> Path:
+    """:func:`export_torchscript` for a model whose input looks like ``example``."""
+    model = model.eval()
+    dummy = example[:1].to(next(model.parameters()).device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(model, dummy)
@@ -119,8 +137,7 @@ def save_model(
     return save_torch(payload, path)
 
 
-def load_model(path: str | Path) -> tuple[nn.Sequential, SearchSpace, Arch]:
-    """Rebuild a model written by :func:`save_model`."""
+def _payload(path: str | Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -131,6 +148,13 @@ def load_model(path: str | Path) -> tuple[nn.Sequential, SearchSpace, Arch]:
         raise ModelFileError(f"{path} is not a {MODEL_FORMAT} file")
     if payload.get("version") != MODEL_VERSION:
         raise ModelFileError(f"{path}: version {payload.get('version')!r} is not supported")
+    return payload
+
+
+def load_model(path: str | Path) -> tuple[nn.Sequential, SearchSpace, Arch]:
+    """Rebuild a model written by :func:`save_model` (``nas extract --format pt``): the model in
+    eval mode, its space and its arch. Loads with ``torch.load(weights_only=True)``."""
+    payload = _payload(path)
     space = SearchSpace.from_dict(payload["space"])
     arch = Arch.from_dict(payload["arch"])
     model = deployed(build_model(space, arch), space, arch)
@@ -138,12 +162,24 @@ def load_model(path: str | Path) -> tuple[nn.Sequential, SearchSpace, Arch]:
     return model.eval(), space, arch
 
 
-def export(model: nn.Module, space: SearchSpace, arch: Arch, fmt: str, path: str | Path) -> Path:
-    """Export in one of :data:`EXPORT_FORMATS`."""
-    if fmt == "onnx":
-        return export_onnx(model, space, arch, path)
-    if fmt == "torchscript":
-        return export_torchscript(model, space, arch, path)
-    if fmt == "pt":
-        return save_model(model, space, arch, path)
-    raise ValueError(f"unknown export format {fmt!r}; choices: {', '.join(EXPORT_FORMATS)}")
+def model_card(path: str | Path) -> dict[str, Any]:
+    """The card stored in a model file written by :func:`save_model` (empty if none)."""
+    card = _payload(path).get("card")
+    return card if isinstance(card, dict) else {}
+
+
+def export(
+    model: nn.Module,
+    space: SearchSpace,
+    arch: Arch,
+    fmt: str,
+    path: str | Path,
+    batch: int | None = None,
+) -> Path:
+    """Export in one of :data:`EXPORT_FORMATS` (see :mod:`nas.export`); ``batch`` fixes the
+    batch axis of formats that can leave it dynamic."""
+    from nas.export import get_format
+
+    return get_format(fmt).write(
+        model, example_input(space, arch), path, batch, meta={"space": space, "arch": arch}
+    )

@@ -25,8 +25,8 @@ from nas.space import SearchSpace, SpaceError
 from nas.supernet import Supernet
 from nas.supernet.checkpoint import load_supernet, read_checkpoint
 from nas.textfiles import read_text
-from nas.train.config import CONFIG_FILE, read_config
-from nas.train.data import DataSet, load_data
+from nas.train.config import CONFIG_FILE, read_config, read_derived
+from nas.train.data import ChannelsError, DataSet, Preprocessing, load_data
 from nas.train.evaluate import calibration_images, evaluate_archs, evaluation_copy
 
 if TYPE_CHECKING:
@@ -82,6 +82,16 @@ class TrainedRun:
         channels and classes (``SearchSpace.with_task``)."""
         return self.supernet.space
 
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """How the run's images were fed to the supernet (a deployed model's input contract)."""
+        assert self.data.preprocessing is not None
+        return self.data.preprocessing
+
+    @property
+    def config(self):
+        return read_config(self.folder / CONFIG_FILE)
+
     @classmethod
     def open(cls, folder: str | Path, device: str = "cpu") -> TrainedRun:
         """The run's best checkpoint (else its last) on ``device``."""
@@ -96,21 +106,27 @@ class TrainedRun:
             raise RunFolderError(f"{folder} has no checkpoint yet ({' or '.join(CHECKPOINTS)})")
         config = read_config(folder / CONFIG_FILE)
         payload = read_checkpoint(checkpoint)
+        saved = read_derived(folder / CONFIG_FILE).get("preprocessing")
         supernet = load_supernet(checkpoint).to(device).eval()
         space = supernet.space
-        data = load_data(
-            config.data,
-            config.data_format,
-            image_size=max(space.resolutions),
-            train_limit=config.train_limit,
-            eval_limit=config.eval_limit,
-        )
+        try:
+            data = load_data(
+                config.data,
+                config.data_format,
+                image_size=max(space.resolutions),
+                train_limit=config.train_limit,
+                eval_limit=config.eval_limit,
+                # runs recorded before the record existed: recomputed, the same statistics
+                preprocessing=Preprocessing.from_dict(saved) if saved else None,
+            )
+        except ChannelsError as err:
+            raise _other_data(folder, space, config.data, f"{err.channels} channel(s)") from None
         if (data.in_channels, data.num_classes) != (space.in_channels, space.num_classes):
-            raise RunFolderError(
-                f"{folder}: its supernet was trained on {space.in_channels}-channel images of "
-                f"{space.num_classes} classes, but its data {config.data} now has "
-                f"{data.in_channels} channel(s) and {data.num_classes} classes; restore the data "
-                "set the run was trained on"
+            raise _other_data(
+                folder,
+                space,
+                config.data,
+                f"{data.in_channels} channel(s) and {data.num_classes} classes",
             )
         run = cls(
             folder,
@@ -205,3 +221,11 @@ class TrainedRun:
         if recalibrate:
             recalibrate_bn(net, self.calibration, arch.resolution, self.batch_size)
         return extract(net.eval(), arch)
+
+
+def _other_data(folder: Path, space: SearchSpace, data: str, has: str) -> RunFolderError:
+    return RunFolderError(
+        f"{folder}: its supernet was trained on {space.in_channels}-channel images of "
+        f"{space.num_classes} classes, but its data {data} now has {has}; restore the data set "
+        "the run was trained on"
+    )

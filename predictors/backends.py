@@ -9,19 +9,22 @@ zero-argument callable that runs one inference, and describes the software it ru
         name: str        # registry name, stored in device profiles
         threads: int     # intra-op threads
         batch: int       # batch size of every input
+        precision: str   # "fp32", or "int8" (quantized kernels) where the backend has it
         def prepare(self, module: nn.Module, inputs: tuple[Tensor, ...]) -> Callable[[], object]
         def prepare_cached(self, key: str, build: Callable[[], tuple[nn.Module, tuple]])
             -> Callable[[], object]     # same, reusing a conversion made earlier for ``key``
         def timing_context(self) -> ContextManager   # entered around every timing loop
         def environment(self) -> dict                # library versions, threads, batch, ...
 
-Two backends are built in: ``torch`` (eager, CPU, ``torch.inference_mode``) and ``onnxruntime``
-(CPU execution provider; the module is exported with the same settings as
-:func:`nas.extract.export_onnx`). To add one (LiteRT, ExecuTorch, ...), implement the protocol --
-``prepare`` converts the module (e.g. ``ai_edge_torch.convert`` then a LiteRT ``Interpreter``, or
-``torch.export`` then an ExecuTorch program) and returns a callable that invokes it once -- and
-call :func:`register_backend`; every command then accepts ``--backend NAME``. Devices that cannot
-run Python (phones) are measured through ``nas device export-suite`` / ``nas device import``.
+Three backends are registered: ``torch`` (eager, CPU, ``torch.inference_mode``; fp32 only),
+``onnxruntime`` (CPU execution provider; the module is exported with the same settings as
+:func:`nas.extract.export_onnx`; int8 through :mod:`predictors.qdq`) and ``executorch``
+(XNNPACK-delegated programs, :mod:`predictors.executorch_backend`; int8 through PT2E). To add one
+(LiteRT, ...), implement the protocol -- ``prepare`` converts the module and returns a callable
+that invokes it once -- in a module of its own and call :func:`register_backend` (with a
+:func:`lazy` factory, the module is imported only when the backend is used); every command then
+accepts ``--backend NAME``. Devices that cannot run Python (phones) are measured through
+``nas device export-suite`` / ``nas device import``.
 
 Timing protocol (:func:`time_runners`): each runner is called ``warmup`` times, then the runners
 of a batch are called round-robin ``repeats`` times (more for runners of a few microseconds, see
@@ -55,6 +58,8 @@ import numpy as np
 from nas.errors import InputError
 
 STATISTICS = ("median", "q25", "min", "mean")
+#: Kernel precisions a backend may time: fp32, or int8 (quantized kernels) where it has them.
+PRECISIONS = ("fp32", "int8")
 
 Runner = Callable[[], object]
 
@@ -221,6 +226,7 @@ class Backend(Protocol):
     name: str
     threads: int
     batch: int
+    precision: str
 
     def prepare(self, module, inputs) -> Runner: ...
 
@@ -231,11 +237,19 @@ class Backend(Protocol):
     def environment(self) -> dict[str, Any]: ...
 
 
-def _check_settings(threads: int, batch: int) -> None:
+def check_settings(
+    threads: int, batch: int, precision: str = "fp32", precisions: Sequence[str] = PRECISIONS
+) -> None:
+    """Raise :class:`InputError` for settings a backend cannot run with."""
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise InputError(f"threads = {threads!r} must be a positive integer")
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise InputError(f"batch = {batch!r} must be a positive integer")
+    if precision not in precisions:
+        raise InputError(
+            f"precision {precision!r} is not available on this backend; choices: "
+            f"{', '.join(precisions)}"
+        )
 
 
 def pin_cpus(cpus: Sequence[int] | None) -> list[int]:
@@ -281,14 +295,41 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+class ConversionCache:
+    """Converted models (bytes) and their inputs, kept for reuse across passes: in memory up to
+    ``limit`` bytes, beyond it in a temporary folder (removed with the cache)."""
+
+    def __init__(self, suffix: str, limit: int = 1 << 29):
+        self.suffix, self.limit = suffix, limit
+        self._entries: dict[str, tuple[bytes | Path, Any]] = {}
+        self._bytes = 0
+        self._spill: tempfile.TemporaryDirectory | None = None
+
+    def get(self, key: str, convert: Callable[[], tuple[bytes, Any]]) -> tuple[bytes | Path, Any]:
+        """The model stored under ``key``, converted by ``convert()`` (model, inputs) if new."""
+        hit = self._entries.get(key)
+        if hit is None:
+            data, inputs = convert()
+            stored: bytes | Path = data
+            if self._bytes + len(data) > self.limit:
+                if self._spill is None:
+                    self._spill = tempfile.TemporaryDirectory(prefix="nas-models-")
+                stored = Path(self._spill.name) / f"{len(self._entries)}{self.suffix}"
+                stored.write_bytes(data)
+            else:
+                self._bytes += len(data)
+            hit = self._entries[key] = (stored, inputs)
+        return hit
+
+
 class TorchBackend:
     """Eager PyTorch on the CPU, in ``torch.inference_mode``."""
 
     name = "torch"
 
-    def __init__(self, threads: int = 1, batch: int = 1):
-        _check_settings(threads, batch)
-        self.threads, self.batch = threads, batch
+    def __init__(self, threads: int = 1, batch: int = 1, precision: str = "fp32"):
+        check_settings(threads, batch, precision, ("fp32",))
+        self.threads, self.batch, self.precision = threads, batch, precision
 
     def prepare(self, module, inputs) -> Runner:
         module = module.eval()
@@ -331,16 +372,10 @@ class OnnxRuntimeBackend:
 
     name = "onnxruntime"
 
-    #: Exported models kept in memory for reuse across passes; beyond it they go to a temporary
-    #: folder (removed when the backend is garbage collected).
-    cache_bytes = 1 << 29
-
-    def __init__(self, threads: int = 1, batch: int = 1):
-        _check_settings(threads, batch)
-        self.threads, self.batch = threads, batch
-        self._cache: dict[str, tuple[bytes | Path, dict]] = {}
-        self._cached = 0
-        self._spill: tempfile.TemporaryDirectory | None = None
+    def __init__(self, threads: int = 1, batch: int = 1, precision: str = "fp32"):
+        check_settings(threads, batch, precision)
+        self.threads, self.batch, self.precision = threads, batch, precision
+        self._cache = ConversionCache(".onnx")
 
     def session(self, model: bytes | str | os.PathLike):
         import onnxruntime as ort
@@ -368,27 +403,18 @@ class OnnxRuntimeBackend:
         return self.prepare_onnx(*self._export(module, inputs))
 
     def prepare_cached(self, key: str, build) -> Runner:
-        hit = self._cache.get(key)
-        if hit is None:
-            data, feeds = self._export(*build())
-            if self._cached + len(data) > self.cache_bytes:
-                if self._spill is None:
-                    self._spill = tempfile.TemporaryDirectory(prefix="nas-onnx-")
-                path = Path(self._spill.name) / f"{len(self._cache)}.onnx"
-                path.write_bytes(data)
-                hit = (path, feeds)
-            else:
-                self._cached += len(data)
-                hit = (data, feeds)
-            self._cache[key] = hit
-        return self.prepare_onnx(*hit)
+        return self.prepare_onnx(*self._cache.get(key, lambda: self._export(*build())))
 
-    @staticmethod
-    def _export(module, inputs) -> tuple[bytes, dict]:
+    def _export(self, module, inputs) -> tuple[bytes, dict]:
         from predictors.modules import onnx_bytes
 
         feeds = {f"input{i}": t.detach().numpy() for i, t in enumerate(inputs)}
-        return onnx_bytes(module, tuple(inputs)), feeds
+        data = onnx_bytes(module, tuple(inputs))
+        if self.precision == "int8":
+            from predictors.qdq import quantize_kernel
+
+            data = quantize_kernel(data, feeds)
+        return data, feeds
 
     def timing_context(self):
         return contextlib.nullcontext()
@@ -404,7 +430,23 @@ class OnnxRuntimeBackend:
             "torch": torch.__version__,
             "threads": self.threads,
             "batch": self.batch,
+            "precision": self.precision,
         }
+
+
+#: Random draws (besides a kernel's own inputs) that calibrate its int8 ranges.
+CALIBRATION_DRAWS = 4
+
+
+def lazy(module: str, attribute: str) -> Callable[..., Backend]:
+    """A factory that imports ``module`` only when the backend is first made."""
+
+    def factory(**settings) -> Backend:
+        import importlib
+
+        return getattr(importlib.import_module(module), attribute)(**settings)
+
+    return factory
 
 
 _BACKENDS: dict[str, Callable[..., Backend]] = {
@@ -414,19 +456,23 @@ _BACKENDS: dict[str, Callable[..., Backend]] = {
 
 
 def register_backend(name: str, factory: Callable[..., Backend]) -> None:
-    """Make ``factory(threads=, batch=)`` available as ``--backend name``."""
+    """Make ``factory(threads=, batch=, precision=)`` available as ``--backend name``."""
     _BACKENDS[name] = factory
+
+
+register_backend("executorch", lazy("predictors.executorch_backend", "ExecuTorchBackend"))
 
 
 def backend_names() -> list[str]:
     return list(_BACKENDS)
 
 
-def get_backend(name: str, threads: int = 1, batch: int = 1) -> Backend:
-    """The backend registered as ``name``, configured with ``threads`` and ``batch``."""
+def get_backend(name: str, threads: int = 1, batch: int = 1, precision: str = "fp32") -> Backend:
+    """The backend registered as ``name``, configured with ``threads``, ``batch`` and
+    ``precision``."""
     if name not in _BACKENDS:
         raise UnknownBackendError(
             f"unknown backend {name!r}; choices: {', '.join(_BACKENDS)} "
             "(phones: use `nas device export-suite` and `nas device import`)"
         )
-    return _BACKENDS[name](threads=threads, batch=batch)
+    return _BACKENDS[name](threads=threads, batch=batch, precision=precision)

@@ -29,11 +29,23 @@ def register(subparsers) -> None:
     space_help = "built-in space name or path to a space YAML file"
 
     p = sub.add_parser("measure", help="measure a profile on this machine (resumable)")
-    p.add_argument("--backend", required=True, help="onnxruntime or torch")
+    p.add_argument(
+        "--backend",
+        required=True,
+        help="onnxruntime, torch or executorch (XNNPACK, the CPU kernels of ExecuTorch on phones)",
+    )
     p.add_argument("--space", required=True, help=space_help)
     p.add_argument("--out", required=True, help="profile JSON; rerun the same command to resume")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
     p.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "int8"],
+        help="int8: time quantized kernels (onnxruntime: static QDQ; executorch: PT2E with the "
+        "XNNPACK quantizer), so that `nas search` targets the latency of the int8 model "
+        "(default fp32)",
+    )
     p.add_argument(
         "--resolutions", type=int, nargs="+", help="only these input resolutions (default all)"
     )
@@ -88,10 +100,24 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_measure)
 
     p = sub.add_parser(
-        "export-suite", help="write every kernel to measure as ONNX files, for a phone"
+        "export-suite",
+        help="write every kernel to measure as ONNX files or ExecuTorch programs, for a phone",
     )
     p.add_argument("--space", required=True, help=space_help)
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument(
+        "--format",
+        default="onnx",
+        choices=["onnx", "executorch"],
+        help="onnx (.onnx files for onnxruntime_perf_test) or executorch (XNNPACK-delegated .pte "
+        "programs for executor_runner or the Android benchmark app) (default onnx)",
+    )
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "int8"],
+        help="int8: quantized kernels (onnx: static QDQ; executorch: PT2E) (default fp32)",
+    )
     p.add_argument("--resolutions", type=int, nargs="+", help="only these input resolutions")
     p.add_argument("--rules-from", help="cut kernels by this profile's fusion rules")
     p.add_argument("--models", type=int, default=12, help="whole models to include (default 12)")
@@ -99,7 +125,10 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=cmd_export_suite)
 
-    p = sub.add_parser("time-suite", help="time a suite with ONNX Runtime here (a phone stand-in)")
+    p = sub.add_parser(
+        "time-suite",
+        help="time a suite here with ONNX Runtime or ExecuTorch (a phone stand-in)",
+    )
     p.add_argument("suite", help="folder written by export-suite")
     p.add_argument("--out", required=True, help="timings CSV to write")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
@@ -196,7 +225,7 @@ def cmd_measure(args: argparse.Namespace) -> None:
     from predictors.measure import MeasurementJob, MeasureSettings
 
     out = check_output_file(args.out)
-    get_backend(args.backend, args.threads, args.batch)  # unknown backend / bad settings first
+    get_backend(args.backend, args.threads, args.batch, args.precision)  # bad settings first
     TimingProtocol(args.warmup, args.repeats, args.statistic, args.min_time_ms)
     for option in ("passes", "prior_per_kind", "adaptive_batch"):
         if getattr(args, option) < 1:
@@ -210,6 +239,7 @@ def cmd_measure(args: argparse.Namespace) -> None:
         backend=args.backend,
         threads=args.threads,
         batch=args.batch,
+        precision=args.precision,
         warmup=args.warmup,
         repeats=args.repeats,
         passes=args.passes,
@@ -254,12 +284,22 @@ def cmd_export_suite(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise DeviceCommandError(f"--out {out} exists and is not a folder")
-    manifest = export_suite(space, out, rules, args.resolutions, args.models, args.batch, args.seed)
+    manifest = export_suite(
+        space,
+        out,
+        rules,
+        args.resolutions,
+        args.models,
+        args.batch,
+        args.seed,
+        fmt=args.format,
+        precision=args.precision,
+    )
     counts: dict[str, int] = {}
     for e in manifest["entries"]:
         counts[e["role"]] = counts.get(e["role"], 0) + 1
     print(
-        f"wrote {len(manifest['entries'])} ONNX files to {out} "
+        f"wrote {len(manifest['entries'])} {args.format} files to {out} "
         f"({', '.join(f'{n} {r}' for r, n in counts.items())}); see {out / 'README.md'}"
     )
 

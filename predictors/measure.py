@@ -42,6 +42,8 @@ from predictors.kernels import FusionRule, FusionRules, KernelSpec, fusion_candi
 from predictors.positions import position_layers
 from predictors.profile import DeviceProfile, KernelRecord, Measurement, ModelRecord
 
+#: Settings profiles measured before they were recorded were measured with.
+LEGACY_SETTINGS = {"precision": "fp32"}
 FUSION_THRESHOLD = 0.5
 ADDITIVITY_TOLERANCE = 0.05
 ADAPTIVE_ERROR = 0.10
@@ -69,6 +71,7 @@ class MeasureSettings:
     backend: str = "onnxruntime"
     threads: int = 1
     batch: int = 1
+    precision: str = "fp32"
     warmup: int = 10
     repeats: int = 30
     passes: int = 2
@@ -95,6 +98,7 @@ class MeasureSettings:
         return {
             "threads": self.threads,
             "batch": self.batch,
+            "precision": self.precision,
             "warmup": self.warmup,
             "repeats": self.repeats,
             "passes": self.passes,
@@ -181,7 +185,9 @@ class MeasurementJob:
         self.settings = settings
         self.progress = progress
         self.log = log
-        self.backend = get_backend(settings.backend, settings.threads, settings.batch)
+        self.backend = get_backend(
+            settings.backend, settings.threads, settings.batch, settings.precision
+        )
         self.protocol = settings.protocol()
         self.resolutions = space_resolutions(space, settings)
         self._stop_after: int | None = None  # tests: stop after this many measured chunks
@@ -193,6 +199,8 @@ class MeasurementJob:
         env = self.backend.environment()
         s = self.settings
         device = s.device or f"{env['cpu']} / {s.backend} / {s.threads} thread(s)"
+        if s.precision != "fp32" and not s.device:
+            device += f" / {s.precision}"
         return DeviceProfile(
             device=device,
             backend=s.backend,
@@ -215,7 +223,7 @@ class MeasurementJob:
                 f"to measure {self.settings.backend!r} give another --out"
             )
         stored, wanted = profile.settings, self.settings.stored()
-        diff = [k for k in wanted if stored.get(k) != wanted[k]]
+        diff = [k for k in wanted if stored.get(k, LEGACY_SETTINGS.get(k)) != wanted[k]]
         if diff:
             shown = ", ".join(f"{k}: {stored.get(k)!r} there, {wanted[k]!r} now" for k in diff)
             raise MeasureSettingsError(
@@ -223,7 +231,7 @@ class MeasurementJob:
                 "resume with the same settings or give another --out"
             )
         env = self.backend.environment()
-        for key in ("cpu", "onnxruntime", "torch"):
+        for key in ("cpu", "onnxruntime", "torch", "executorch"):
             if key in env and profile.environment.get(key) not in (None, env[key]):
                 raise MeasureSettingsError(
                     f"{self.out} was measured with {key} = {profile.environment.get(key)!r}; "

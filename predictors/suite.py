@@ -1,8 +1,10 @@
 """Kernel suites: measuring a device that cannot run Python (a phone).
 
-``export_suite`` writes every kernel configuration of a space as an ONNX file, plus the pieces of
-every fusion test, a baseline (an invocation with no work) and a few whole models, with a
-``manifest.json`` and a README on timing them on the device. The user times every file there and
+``export_suite`` writes every kernel configuration of a space as a model file -- ONNX, or an
+XNNPACK-delegated ExecuTorch program (``.pte``) with ``fmt="executorch"``; fp32, or quantized
+kernels with ``precision="int8"`` -- plus the pieces of every fusion test, a baseline (an
+invocation with no work) and a few whole models, with a ``manifest.json`` and a README on timing
+them on the device. The user times every file there and
 writes one CSV; ``import_suite`` turns the folder and the CSV into a device profile -- the same kind
 of file ``nas device measure`` writes, and the same predictor.
 
@@ -19,7 +21,7 @@ CSV format (``TIMINGS.csv``)::
     k00001,0.153
     ...
 
-``name`` is the entry name of the manifest (the ONNX file name without ``.onnx``), ``ms`` the time
+``name`` is the entry name of the manifest (the file name without its suffix), ``ms`` the time
 of one inference in milliseconds (median over runs is recommended). Other columns are ignored;
 every entry of the manifest needs a row.
 """
@@ -52,6 +54,8 @@ from predictors.profile import DeviceProfile, KernelRecord, Measurement, ModelRe
 SUITE_FORMAT = "nas-kernel-suite"
 SUITE_VERSION = 1
 CSV_COLUMNS = ("name", "ms")
+#: File formats of a suite and their suffixes.
+SUITE_FILES = {"onnx": ".onnx", "executorch": ".pte"}
 
 
 class SuiteError(InputError):
@@ -89,11 +93,20 @@ def export_suite(
     batch: int = 1,
     seed: int = 0,
     progress: bool = True,
+    fmt: str = "onnx",
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     """Write the suite into folder ``out``; returns the manifest."""
     from tqdm import tqdm
 
-    from predictors.modules import BASELINE, kernel_module, onnx_bytes
+    from predictors.backends import check_settings
+    from predictors.modules import BASELINE, kernel_module
+
+    if fmt not in SUITE_FILES:
+        raise SuiteError(
+            f"suite format {fmt!r} is not supported; choices: {', '.join(SUITE_FILES)}"
+        )
+    check_settings(1, batch, precision)
 
     out = Path(out)
     resolutions = list(resolutions or space.resolutions)
@@ -108,8 +121,8 @@ def export_suite(
     entries: list[dict[str, Any]] = []
 
     def add(name: str, folder: str, module, inputs, **info) -> None:
-        file = f"{folder}/{name}.onnx" if folder else f"{name}.onnx"
-        data = onnx_bytes(module, inputs)
+        file = f"{folder}/{name}{SUITE_FILES[fmt]}" if folder else f"{name}{SUITE_FILES[fmt]}"
+        data = suite_file(module, inputs, fmt, precision)
         replace_atomic(out / file, lambda tmp: tmp.write_bytes(data))
         shapes = [{"name": f"input{i}", "shape": list(t.shape)} for i, t in enumerate(inputs)]
         entries.append({"name": name, "file": file, "inputs": shapes, **info})
@@ -161,6 +174,8 @@ def export_suite(
         "format": SUITE_FORMAT,
         "version": SUITE_VERSION,
         "space": {"name": space.name, "declaration": space.to_dict()},
+        "file_format": fmt,
+        "precision": precision,
         "batch": batch,
         "resolutions": resolutions,
         "rules": rules.to_list(),
@@ -173,15 +188,41 @@ def export_suite(
     return manifest
 
 
+def suite_file(module, inputs: tuple, fmt: str, precision: str) -> bytes:
+    """One kernel (or model) of a suite as the bytes of a ``fmt`` file at ``precision``."""
+    module = module.eval()
+    if fmt == "executorch":
+        from predictors.executorch_backend import program_bytes, quantize_module
+
+        if precision == "int8":
+            module = quantize_module(module, tuple(inputs))
+        return program_bytes(module, tuple(inputs))
+    from predictors.modules import onnx_bytes
+
+    data = onnx_bytes(module, tuple(inputs))
+    if precision == "int8":
+        from predictors.qdq import quantize_kernel
+
+        data = quantize_kernel(
+            data, {f"input{i}": t.detach().numpy() for i, t in enumerate(inputs)}
+        )
+    return data
+
+
 def _readme(space: SearchSpace, manifest: dict[str, Any]) -> str:
     counts: dict[str, int] = {}
     for e in manifest["entries"]:
         counts[e["role"]] = counts.get(e["role"], 0) + 1
     shown = ", ".join(f"{n} {role}" for role, n in counts.items())
+    fmt = manifest.get("file_format", "onnx")
+    kind = {"onnx": "ONNX files (opset 17)", "executorch": "ExecuTorch programs (XNNPACK)"}[fmt]
+    suffix = SUITE_FILES[fmt]
+    precision = manifest.get("precision", "fp32")
+    how = _HOW_ONNX if fmt == "onnx" else _HOW_EXECUTORCH
     return f"""# Kernel suite for space `{space.name}`
 
-{len(manifest["entries"])} ONNX files ({shown}), batch {manifest["batch"]}, opset 17, fixed input
-shapes (listed per file in `manifest.json`; inputs are named `input0`, `input1`, ...).
+{len(manifest["entries"])} {kind} ({shown}), {precision}, batch {manifest["batch"]}, fixed input
+shapes (listed per file in `manifest.json`; inputs are named `input0`, `input1`, ... in order).
 
 Time every file on the device, one inference at a time, with the settings you deploy with (threads,
 runtime version), CPU frequency and affinity pinned, and the device idle and cool. Write one CSV:
@@ -193,14 +234,32 @@ k00000,0.153
 ...
 ```
 
-`name` is the file name without `.onnx` (the `name` of the manifest entry), `ms` the time of one
-inference in milliseconds; the median over at least 50 runs after 10 warm-up runs is recommended.
-Extra columns are ignored. `timings_template.csv` lists every name. Then, on the computer:
+`name` is the file name without `{suffix}` (the `name` of the manifest entry), `ms` the time of
+one inference in milliseconds; the median over at least 50 runs after 10 warm-up runs is
+recommended. Extra columns are ignored. `timings_template.csv` lists every name. Then, on the
+computer:
 
 ```
-nas device import {{this folder}} TIMINGS.csv --out PROFILE.json --device "Pixel 7, ORT 1.x, 1 thread"
+nas device import {{this folder}} TIMINGS.csv --out PROFILE.json --device "Pixel 7, {fmt}, 1 thread"
 ```
 
+`nas device time-suite {{this folder}} --out TIMINGS.csv` times every file on this computer
+instead (a stand-in for a phone, and a check of the round trip).
+{how}
+## What the files are
+
+* `baseline{suffix}`: a model with no work in it: the cost of one invocation, which every
+  standalone kernel timing includes and the predictor subtracts.
+* `kernels/k*{suffix}`: every kernel configuration of the space, cut by the fusion rules in
+  `manifest.json` (`rules`).
+* `fusion/f*_{{first,second,fused}}{suffix}`: two pieces apart and together; the import records
+  whether the device runs them fused.
+* `models/m*{suffix}`: whole subnets (their archs are in the manifest) for the per-model overhead
+  term.
+"""
+
+
+_HOW_ONNX = """
 ## With ONNX Runtime (Android / iOS / Linux boards)
 
 Build or download `onnxruntime_perf_test` for the device, push the folder, and run for each file
@@ -222,15 +281,25 @@ benchmark_model --graph=k00000.tflite --num_threads=1 --num_runs=50 --warmup_run
 
 and take the reported average inference time (it prints microseconds; the CSV wants ms).
 
-## What the files are
+"""
 
-* `baseline.onnx`: a model with no work in it: the cost of one invocation, which every standalone
-  kernel timing includes and the predictor subtracts.
-* `kernels/k*.onnx`: every kernel configuration of the space, cut by the fusion rules in
-  `manifest.json` (`rules`).
-* `fusion/f*_{{first,second,fused}}.onnx`: two pieces apart and together; the import records whether
-  the device runs them fused.
-* `models/m*.onnx`: whole subnets (their archs are in the manifest) for the per-model overhead term.
+_HOW_EXECUTORCH = """
+## With ExecuTorch (Android / iOS / Linux boards)
+
+Build ExecuTorch's `executor_runner` with the XNNPACK backend for the device (ExecuTorch's
+"Building with CMake" guide: `-DEXECUTORCH_BUILD_XNNPACK=ON`, the Android NDK toolchain file for
+a phone), push it and this folder (`adb push`), and run for each file
+
+```
+taskset f0 ./executor_runner --model_path kernels/k00000.pte --num_executions 60 --cpu_threads 1
+```
+
+(`taskset` pins the big cores; `--cpu_threads 1` sizes XNNPACK's thread pool.) It prints
+`Model executed successfully 60 time(s) in T ms`: the time of one inference is T / 60. Run it
+twice and take the second (the first includes loading and warm-up), or build it with the
+event tracer and read per-run times from `--etdump_path`. The Android benchmark app of
+ExecuTorch (`extension/benchmark/android`) runs a list of `.pte` files the same way and reports
+per-model latency. Inputs are generated; the programs keep PyTorch's NCHW layout.
 """
 
 
@@ -245,17 +314,18 @@ def time_suite(
     repeats: int = 30,
     progress: bool = True,
 ) -> Path:
-    """Time every file of a suite with ONNX Runtime on this machine and write the timings CSV.
+    """Time every file of a suite on this machine (ONNX Runtime for ONNX files, ExecuTorch for
+    ``.pte`` programs) and write the timings CSV.
 
     What a phone would do; used to check the suite round trip here.
     """
     from tqdm import tqdm
 
-    from predictors.backends import OnnxRuntimeBackend, TimingProtocol, time_runners
+    from predictors.backends import TimingProtocol, time_runners
 
     folder = Path(folder)
     manifest = read_manifest(folder)
-    backend = OnnxRuntimeBackend(threads=threads)
+    runner = _file_runner(manifest.get("file_format", "onnx"), threads)
     protocol = TimingProtocol(warmup, repeats)
     rng = np.random.default_rng(0)
     rows = []
@@ -269,7 +339,7 @@ def time_suite(
                 i["name"]: rng.standard_normal(i["shape"]).astype(np.float32)
                 for i in entry["inputs"]
             }
-            runners.append(backend.prepare_onnx(folder / entry["file"], feeds))
+            runners.append(runner(folder / entry["file"], feeds))
         for entry, timing in zip(part, time_runners(runners, protocol), strict=True):
             rows.append((entry["name"], timing.median))
         bar.update(len(part))
@@ -282,6 +352,24 @@ def time_suite(
             writer.writerows((name, f"{ms:.6f}") for name, ms in rows)
 
     return replace_atomic(out_csv, write)
+
+
+def _file_runner(fmt: str, threads: int):
+    """``(path, feeds) -> runner`` for the suite's file format."""
+    if fmt == "executorch":
+        import torch
+
+        from predictors.executorch_backend import Program
+
+        def run_program(path: Path, feeds: dict[str, np.ndarray]):
+            program = Program(path, threads)
+            inputs = [torch.from_numpy(feeds[f"input{i}"]) for i in range(len(feeds))]
+            return lambda: program(inputs)
+
+        return run_program
+    from predictors.backends import OnnxRuntimeBackend
+
+    return OnnxRuntimeBackend(threads=threads).prepare_onnx
 
 
 # --------------------------------------------------------------------- import
@@ -425,6 +513,7 @@ def import_suite(
         settings={
             "threads": threads,
             "batch": manifest.get("batch", 1),
+            "precision": manifest.get("precision", "fp32"),
             "warmup": 10,
             "repeats": 30,
             "passes": 1,

@@ -127,10 +127,13 @@ def measure_archs(
 
 
 def profile_backend(predictor: LatencyPredictor):
-    """A backend configured as the profile was measured (threads, batch)."""
+    """A backend configured as the profile was measured (threads, batch, precision)."""
     settings = predictor.profile.settings
     return get_backend(
-        predictor.profile.backend, int(settings.get("threads", 1)), int(settings.get("batch", 1))
+        predictor.profile.backend,
+        int(settings.get("threads", 1)),
+        int(settings.get("batch", 1)),
+        str(settings.get("precision", "fp32")),
     )
 
 

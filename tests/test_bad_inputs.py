@@ -630,7 +630,7 @@ def case_sample_no_archs(w, d):
 
 @case("options")
 def case_extract_unknown_format(w, d):
-    return Bad(_extract(w.run, w.profile_a, "--format", "tflite"), ["'tflite'", "onnx"])
+    return Bad(_extract(w.run, w.profile_a, "--format", "coreml"), ["'coreml'", "onnx"])
 
 
 @case("options")

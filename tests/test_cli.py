@@ -136,8 +136,11 @@ def test_arch_of_another_space_exits_2(arch_file, capsys):
 
 
 def test_unknown_format_exits_2(arch_file, tmp_path, capsys):
-    argv = ["extract", "--arch", str(arch_file), "--format", "tflite", "--out", str(tmp_path / "m")]
-    assert "unknown format 'tflite'; choices: onnx, torchscript, pt" in _run_bad(capsys, argv)
+    argv = ["extract", "--arch", str(arch_file), "--format", "coreml", "--out", str(tmp_path / "m")]
+    assert (
+        "unknown format 'coreml'; choices: onnx, torchscript, pt, executorch, tflite"
+        in _run_bad(capsys, argv)
+    )
 
 
 def test_unwritable_output_exits_2(arch_file, tmp_path, capsys):

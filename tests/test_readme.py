@@ -368,6 +368,32 @@ def check_extract_run(flow: ReadmeFlow, out: str) -> None:
     assert abs(top1 - card["accuracy"]["test_top1"]) <= 1 / len(images)  # a near tie may flip
 
 
+def check_extract_int8(flow: ReadmeFlow, out: str) -> None:
+    """An int8 ONNX file whose card holds the input contract and both precisions' accuracy and
+    latency measured here."""
+    card = json.loads(flow.path("runs/model-int8.onnx.card.json").read_text())
+    derived = yaml.safe_load(flow.path("runs/digits/config.yaml").read_text())["derived"]
+    assert card["input"]["mean"] == derived["preprocessing"]["mean"]
+    resolution = card["arch"]["resolution"]
+    assert card["input"]["shape"] == ["batch", 1, resolution, resolution]  # dynamic batch
+    assert card["runtime"]["format"] == "onnx" and card["precision"] == "int8"
+    assert "QDQ" in card["quantization"]["scheme"]
+    assert card["deployed"]["fp32"]["max_abs_diff_vs_pytorch"] < 1e-4
+    for precision in ("fp32", "int8"):
+        part = card["deployed"][precision]
+        assert 0 <= part["test_top1"] <= 1 and part["latency_ms"]["min_ms"] > 0
+        assert f"{precision}: test top-1 {part['test_top1']:.4f}" in out
+
+
+def check_predict_model(flow: ReadmeFlow, out: str) -> None:
+    """nas predict on the test split reproduces the card's int8 accuracy of the file."""
+    card = json.loads(flow.path("runs/model-int8.onnx.card.json").read_text())
+    (line,) = [x for x in out.splitlines() if x.startswith("accuracy on test split")]
+    assert float(line.split(":")[1].split()[0]) == pytest.approx(
+        card["deployed"]["int8"]["test_top1"], abs=1e-4
+    )
+
+
 def _check_validation_report(flow: ReadmeFlow, out: str) -> dict:
     folder = flow.path("runs/validate-ort")  # the default report folder
     report = json.loads((folder / "report.json").read_text())
@@ -486,7 +512,9 @@ CHECKS: list[tuple[str, Callable[[ReadmeFlow, str], None]]] = [
     (r"nas sample ", check_sample),
     (r"nas inspect ", check_inspect),
     (r"nas extract .*--arch ", check_extract_arch),
+    (r"nas extract .*--quantize int8", check_extract_int8),
     (r"nas extract .*--run ", check_extract_run),
+    (r"nas predict ", check_predict_model),
     (r"nas train --help", check_train_help),
     (r"nas train .*--workers", check_train_workers),
     (r"nas train .*fashion_mnist", check_train_fmnist),

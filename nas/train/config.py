@@ -187,8 +187,7 @@ def write_config(path: Path, config: TrainConfig, derived: dict[str, Any]) -> No
     write_atomic(path, text)
 
 
-def read_config(path: Path) -> TrainConfig:
-    """The configuration a run folder was started with (``derived`` values are ignored)."""
+def _read_mapping(path: Path) -> dict[str, Any]:
     from nas.textfiles import FileFormatError, read_yaml
 
     try:
@@ -197,11 +196,23 @@ def read_config(path: Path) -> TrainConfig:
         raise ConfigError(str(err)) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path} is not a configuration mapping of option: value")
+    return data
+
+
+def read_config(path: Path) -> TrainConfig:
+    """The configuration a run folder was started with (``derived`` values are ignored)."""
+    data = _read_mapping(path)
     data.pop("derived", None)
     try:
         return TrainConfig.from_dict(data)
     except (ConfigError, TypeError) as err:
         raise ConfigError(f"{path}: {err}") from None
+
+
+def read_derived(path: Path) -> dict[str, Any]:
+    """The values a run derived from its configuration (classes, steps, preprocessing)."""
+    derived = _read_mapping(path).get("derived")
+    return derived if isinstance(derived, dict) else {}
 
 
 def _check_type(name: str, value: Any, default: Any) -> None:

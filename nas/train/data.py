@@ -15,17 +15,23 @@ test) split, a fixed stratified part of its training set is held out, so the spl
 on the run's seed. Grey data sets keep one input channel (the supernet's stem is built for the
 data set's channels, see ``SearchSpace.with_task``). Images are kept at their stored size and
 resized to each arch's resolution batch by batch (:func:`resize`). Nothing is downloaded.
+
+Pixels are scaled to [0, 1] (8-bit images: /255) and normalised per channel with the training
+split's mean and standard deviation; :class:`Preprocessing` holds them, training records them in
+the run folder, and a deployed model's card states them (its input contract).
 """
 
 from __future__ import annotations
 
 import gzip
 import io
+import math
 import pickle
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,6 +53,14 @@ class DataError(InputError):
     """A data set is missing, unreadable or malformed; the message names the path."""
 
 
+class ChannelsError(DataError):
+    """Images with another number of channels than expected (``channels``: theirs)."""
+
+    def __init__(self, message: str, channels: int):
+        super().__init__(message)
+        self.channels = channels
+
+
 @dataclass
 class Split:
     """Images ``x`` (N, C, H, W) float32, normalised; labels ``y`` (N,) int64."""
@@ -62,6 +76,73 @@ class Split:
         return Split(self.x[index], self.y[index])
 
 
+@dataclass(frozen=True)
+class Preprocessing:
+    """How images in [0, 1] become model inputs: ``(x - mean) / std`` per channel (float32).
+
+    ``stored_size``: image-folder data sets store every image resized to that side first (PIL,
+    bilinear); other formats keep their stored size. Inputs are then resized to the model's
+    resolution (:func:`resize`).
+    """
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    stored_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.mean) not in (1, 3) or len(self.std) != len(self.mean):
+            raise DataError(
+                f"preprocessing needs 1 or 3 channel means and as many stds, got "
+                f"{len(self.mean)} means and {len(self.std)} stds"
+            )
+        values = [*self.mean, *self.std]
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+            raise DataError(f"preprocessing mean/std must be finite numbers, got {values}")
+        if min(self.std) <= 0:
+            raise DataError(f"preprocessing std must be positive, got {list(self.std)}")
+
+    @property
+    def channels(self) -> int:
+        return len(self.mean)
+
+    @property
+    def color(self) -> str:
+        """The PIL mode images are converted to: ``L`` (grey) or ``RGB``."""
+        return "L" if self.channels == 1 else "RGB"
+
+    def normalise(self, images: np.ndarray) -> np.ndarray:
+        """(N, H, W, C) images in [0, 1] -> normalised float32, as training saw them."""
+        mean = np.asarray(self.mean, dtype=np.float32)
+        std = np.asarray(self.std, dtype=np.float32)
+        return (np.asarray(images, dtype=np.float32) - mean) / std
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mean": list(self.mean), "std": list(self.std), "stored_size": self.stored_size}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
+        try:
+            size = data.get("stored_size")
+            return cls(
+                tuple(float(v) for v in data["mean"]),
+                tuple(float(v) for v in data["std"]),
+                None if size is None else int(size),
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            raise DataError(f"malformed preprocessing record {data!r}: {err}") from None
+
+    @classmethod
+    def of_images(cls, images: np.ndarray, stored_size: int | None = None) -> Preprocessing:
+        """Per-channel mean and std (+1e-6) of (N, H, W, C) images, as float32 statistics."""
+        mean = images.mean(axis=(0, 1, 2))
+        std = images.std(axis=(0, 1, 2)) + 1e-6
+        return cls(
+            tuple(float(np.float32(v)) for v in mean),
+            tuple(float(np.float32(v)) for v in std),
+            stored_size,
+        )
+
+
 @dataclass
 class DataSet:
     name: str
@@ -70,6 +151,7 @@ class DataSet:
     test: Split
     num_classes: int
     classes: list[str]
+    preprocessing: Preprocessing | None = None
 
     @property
     def in_channels(self) -> int:
@@ -96,13 +178,64 @@ def load_data(
     image_size: int = 32,
     train_limit: int = 0,
     eval_limit: int = 0,
+    preprocessing: Preprocessing | None = None,
 ) -> DataSet:
     """Load ``source`` (``digits`` or a path) as normalised train/val/test splits.
 
     ``image_size`` is the side images of a folder data set are stored at (other formats keep
     their own size). ``train_limit`` / ``eval_limit`` keep a fixed stratified subset of at most
-    that many training / validation-and-test images (0 keeps all).
+    that many training / validation-and-test images (0 keeps all). ``preprocessing`` (a trained
+    run's record) normalises with those statistics instead of the training split's own.
     """
+    name, raw, stored_size = _read(source, fmt, image_size)
+    splits = _cut(name, raw, train_limit, eval_limit)
+    if preprocessing is None:
+        preprocessing = Preprocessing.of_images(splits["train"][0], stored_size)
+    channels = splits["train"][0].shape[-1]
+    if preprocessing.channels != channels:
+        raise ChannelsError(
+            f"{name} has {channels} channel(s) but the preprocessing record has "
+            f"{preprocessing.channels}",
+            channels,
+        )
+
+    def tensor(x: np.ndarray, y: np.ndarray) -> Split:
+        x = preprocessing.normalise(x)
+        images = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32))
+        return Split(images, torch.from_numpy(y.astype(np.int64)))
+
+    return DataSet(
+        name=name,
+        train=tensor(*splits["train"]),
+        val=tensor(*splits["val"]),
+        test=tensor(*splits["test"]),
+        num_classes=len(raw.classes),
+        classes=raw.classes,
+        preprocessing=preprocessing,
+    )
+
+
+def load_raw_split(
+    source: str,
+    split: str,
+    fmt: str = "auto",
+    *,
+    image_size: int = 32,
+    train_limit: int = 0,
+    eval_limit: int = 0,
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """One split of ``source`` before normalisation: (N, H, W, C) float32 images in [0, 1],
+    labels and class names -- exactly the images :func:`load_data` normalises."""
+    name, raw, _ = _read(source, fmt, image_size)
+    splits = _cut(name, raw, train_limit, eval_limit)
+    if split not in splits:
+        raise DataError(f"unknown split {split!r}; choices: train, val, test")
+    x, y = splits[split]
+    return x, y, raw.classes
+
+
+def _read(source: str, fmt: str, image_size: int) -> tuple[str, _Raw, int | None]:
+    """(name, raw splits, stored side of folder images or None) of ``source``."""
     if fmt not in DATA_FORMATS:
         raise DataError(f"data format {fmt!r} is not known; choices: {', '.join(DATA_FORMATS)}")
     if fmt == "auto":
@@ -130,7 +263,7 @@ def load_data(
                 f"{source} is not a readable {fmt} data set ({e.__class__.__name__}: {e})"
             ) from None
         name = f"{fmt}:{path.name}"
-    return _finish(name, raw, train_limit, eval_limit)
+    return name, raw, image_size if fmt == "folder" else None
 
 
 def detect_format(source: str) -> str:
@@ -258,7 +391,10 @@ def _limit(x: np.ndarray, y: np.ndarray, limit: int) -> tuple[np.ndarray, np.nda
     return x[keep], y[keep]
 
 
-def _finish(name: str, raw: _Raw, train_limit: int, eval_limit: int) -> DataSet:
+def _cut(
+    name: str, raw: _Raw, train_limit: int, eval_limit: int
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The fixed train / val / test splits of ``raw`` (held out where the source has none)."""
     splits = dict(raw.splits)
     if "test" not in splits:
         x, y = splits.pop("train")
@@ -278,23 +414,7 @@ def _finish(name: str, raw: _Raw, train_limit: int, eval_limit: int) -> DataSet:
     for key, (_, y) in splits.items():
         if len(y) == 0:
             raise DataError(f"{name}: the {key} split is empty; the data set is too small")
-    x_train = splits["train"][0]
-    mean = x_train.mean(axis=(0, 1, 2))
-    std = x_train.std(axis=(0, 1, 2)) + 1e-6
-
-    def tensor(x: np.ndarray, y: np.ndarray) -> Split:
-        x = (x - mean) / std
-        images = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32))
-        return Split(images, torch.from_numpy(y.astype(np.int64)))
-
-    return DataSet(
-        name=name,
-        train=tensor(*splits["train"]),
-        val=tensor(*splits["val"]),
-        test=tensor(*splits["test"]),
-        num_classes=len(raw.classes),
-        classes=raw.classes,
-    )
+    return splits
 
 
 # --------------------------------------------------------------------- formats
@@ -504,7 +624,9 @@ def _folder(root: Path, size: int) -> _Raw:
     return _Raw(splits, classes)
 
 
-def _npz_images(x: np.ndarray, where: str) -> np.ndarray:
+def as_unit_images(x: np.ndarray, where: str) -> np.ndarray:
+    """Square images as (N, H, W, C) float32 in [0, 1]: from N x H x W, N x H x W x C or
+    N x C x H x W arrays, uint8 scaled by 1/255, floats taken as already in [0, 1]."""
     x = np.asarray(x)
     if x.ndim == 3:
         x = x[..., None]
@@ -573,5 +695,8 @@ def _npz(path: Path) -> _Raw:
         y = np.asarray(raw_labels[split]).ravel()
         if len(y) != len(x):
             raise DataError(f"{path}: {len(x)} images but {len(y)} labels in the {split} split")
-        splits[split] = (_npz_images(x, f"{path}: x"), np.searchsorted(values, y).astype(np.int64))
+        splits[split] = (
+            as_unit_images(x, f"{path}: x"),
+            np.searchsorted(values, y).astype(np.int64),
+        )
     return _Raw(splits, [str(v) for v in values.tolist()])

@@ -145,6 +145,7 @@ class Trainer:
             "steps_per_epoch": self.steps_per_epoch,
             "total_steps": self.total_steps,
             "warmup_steps": self.warmup,
+            "preprocessing": data.preprocessing.to_dict() if data.preprocessing else None,
         }
         fixed = _load_arch(config.arch, self.space) if config.arch else None
         last = None
