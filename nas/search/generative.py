@@ -2,15 +2,18 @@
 
 The policy is a factorised categorical distribution: for each decision of the space, logits are
 a linear function of radial-basis features of the (normalised) latency budget. It is trained by
-policy gradient with rank-based advantages on the rewards the search collects, for budgets drawn
-across the feasible range, so once trained it proposes good feasible archs for *any* budget in
-that range without searching again (:meth:`BudgetPolicy.generate`).
+policy gradient with rank-based advantages. Before any evaluation it learns the budget side from
+the predicted constraint alone (free): for budgets across the feasible range, archs that meet
+their budget and use most of it are rewarded, archs over it penalised by how far. Then it learns
+the objective from the search's evaluations, while every proposal keeps training the budget side.
+Once trained it proposes good feasible archs for *any* budget in the range without searching
+again (:meth:`BudgetPolicy.generate`).
 """
 
 from __future__ import annotations
 
 import json
-import random
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,6 +23,9 @@ from nas.arch import Arch
 from nas.runs import write_atomic
 from nas.search.problem import Constraint, Evaluation, Problem
 from nas.space import SearchSpace
+
+#: Share of the policy's draws at the search's budget that should meet every constraint.
+FEASIBLE_TARGET = 0.98
 
 POLICY_FORMAT = "nas-budget-policy"
 POLICY_VERSION = 1
@@ -136,62 +142,128 @@ class BudgetPolicy:
 
 
 def _rank_advantages(rewards: np.ndarray) -> np.ndarray:
-    ranks = np.argsort(np.argsort(rewards)).astype(float)
-    centred = ranks / max(len(rewards) - 1, 1) - 0.5
-    return centred
+    """Ranks scaled to -0.5..0.5 (ties share their mean rank, so they pull nowhere)."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(rewards) - 1.0
+    return ranks / max(len(rewards) - 1, 1) - 0.5
+
+
+def budget_range(problem: Problem, constraint: Constraint) -> tuple[float, float]:
+    """(smallest, largest) finite value of ``constraint`` over the space (its sampled range)."""
+    low, high = problem.constraint_ranges()[constraint.name]
+    if not math.isfinite(high):
+        high = max(constraint.limit, low) if math.isfinite(constraint.limit) else low
+    return float(low), float(max(high, low))
 
 
 class GenerativeSearch:
-    """Trains a :class:`BudgetPolicy` on the search's evaluations; asks archs from it.
+    """Trains a :class:`BudgetPolicy` on predicted constraints, then on the search's
+    evaluations; asks feasible archs from it.
 
-    Half of each batch targets the problem's own budget, half budgets spread over the feasible
-    range, so the policy learns the whole range while the search focuses on the asked budget.
+    Each proposal round draws half its archs at the problem's own budget and half at budgets
+    spread below it, so the policy learns the range while the search focuses on the asked budget.
+    Draws that miss their budget or any other constraint (or were evaluated before) are not
+    proposed: they only train the budget side. :attr:`policy_feasible_share` is the share of the
+    policy's draws at the problem's budget that met every constraint.
     """
 
     name = "generative"
 
-    def __init__(self, problem: Problem, seed: int = 0, lr: float = 0.05):
+    def __init__(
+        self,
+        problem: Problem,
+        seed: int = 0,
+        lr: float = 0.05,
+        pretrain_steps: int = 100,
+        pretrain_lr: float = 0.2,
+        draws: int = 128,
+    ):
         if not problem.constraints:
             raise ValueError("generative search needs a budget constraint (e.g. latency)")
-        self.problem, self.lr = problem, lr
+        self.problem, self.seed, self.lr = problem, seed, lr
+        self.pretrain_steps, self.pretrain_lr, self.draws = pretrain_steps, pretrain_lr, draws
         self.budget = problem.constraints[0]
-        low, high = problem.constraint_ranges()[self.budget.name]
+        low, high = budget_range(problem, self.budget)
         self.policy = BudgetPolicy(problem.space, low, high)
+        self.target = min(max(self.budget.limit, low), high)
         self.rng = np.random.default_rng(seed)
+        self.full_use = 0.9
         self.asked: dict[Arch, list[tuple[float, np.ndarray]]] = {}
-        self.worst = None
-        random.seed(seed)
+        self.sampled_at_target = self.feasible_at_target = 0
+
+    @property
+    def policy_feasible_share(self) -> float | None:
+        if not self.sampled_at_target:
+            return None
+        return self.feasible_at_target / self.sampled_at_target
+
+    def _budgets(self, n: int, high: float) -> np.ndarray:
+        spread = self.rng.uniform(self.policy.low, high, n)
+        return np.where(np.arange(n) % 2 == 0, self.target, spread)
+
+    def _draw(
+        self, budgets: np.ndarray, lr: float | None = None
+    ) -> tuple[list[Arch], np.ndarray, np.ndarray, np.ndarray]:
+        """Archs drawn at ``budgets``, their value indices, budget values and whether each meets
+        its budget and every other constraint; the budget side of the policy learns from them."""
+        archs, indices = self.policy.sample(budgets, self.rng)
+        values = np.asarray(self.budget.evaluate(archs), dtype=float)
+        others = np.ones(len(archs), dtype=bool)
+        for c in self.problem.constraints[1:]:
+            others &= np.asarray(c.evaluate(archs), dtype=float) <= c.limit
+        ok = (values <= budgets) & others
+        # An arch using ``full_use`` of its budget is as good as a larger one: the policy keeps
+        # that margin below the budget, narrowed or widened to keep FEASIBLE_TARGET of its draws.
+        used = np.minimum(values / budgets, self.full_use)
+        fill = np.where(ok, used, -1.0 - np.abs(values / budgets - 1.0))
+        self.policy.update(budgets, indices, _rank_advantages(fill), lr or self.lr)
+        share = float(ok[budgets == self.target].mean())
+        step = 0.02 if share < FEASIBLE_TARGET else -0.005
+        self.full_use = float(np.clip(self.full_use - step, 0.5, 1.0))
+        return archs, indices, values, ok
+
+    def pretrain(self) -> None:
+        """Learn the budget side from predicted constraint values alone (no evaluation)."""
+        for _ in range(self.pretrain_steps):
+            budgets = self.rng.uniform(self.policy.low, self.policy.high, self.draws)
+            budgets[::2] = self.target
+            self._draw(budgets, self.pretrain_lr)
 
     def ask(self, n: int) -> list[Arch]:
-        low, high = self.policy.low, self.policy.high
-        target = min(max(self.budget.limit, low), high)
-        budgets = np.where(np.arange(n) % 2 == 0, target, self.rng.uniform(low, high, n))
-        archs, indices = self.policy.sample(budgets, self.rng)
-        for arch, b, idx in zip(archs, budgets, indices, strict=True):
-            self.asked.setdefault(arch, []).append((float(b), idx))
-        return archs
-
-    def _reward(self, e: Evaluation, budget: float) -> float:
-        score = e.objectives[self.problem.primary.name]
-        score = score if self.problem.primary.maximize else -score
-        others_ok = all(e.constraints[c.name] <= c.limit for c in self.problem.constraints[1:])
-        value = e.constraints[self.budget.name]
-        if value <= budget and others_ok:
-            return score
-        floor = self.worst if self.worst is not None else score
-        return floor - 1.0 - (value / budget - 1.0)
+        if self.policy.steps == 0:
+            self.pretrain()
+        chosen: list[Arch] = []
+        for _ in range(50):
+            budgets = self._budgets(max(self.draws, 2 * n), self.target)
+            archs, indices, _, ok = self._draw(budgets, self.pretrain_lr)
+            at_target = budgets == self.target
+            self.sampled_at_target += int(at_target.sum())
+            self.feasible_at_target += int((ok & at_target).sum())
+            for arch, b, idx, good in zip(archs, budgets, indices, ok, strict=True):
+                if len(chosen) == n:
+                    break
+                if good and arch not in chosen and not self.problem.evaluated(arch):
+                    self.asked.setdefault(arch, []).append((float(b), idx))
+                    chosen.append(arch)
+            if len(chosen) == n:
+                break
+        return chosen
 
     def tell(self, evaluations: Sequence[Evaluation]) -> None:
         budgets, indices, rewards = [], [], []
+        primary = self.problem.primary
         for e in evaluations:
-            score = e.objectives[self.problem.primary.name]
-            score = score if self.problem.primary.maximize else -score
-            self.worst = score if self.worst is None else min(self.worst, score)
-            for budget, idx in self.asked.pop(e.arch, []):
-                budgets.append(budget)
-                indices.append(idx)
-                rewards.append(self._reward(e, budget))
-        if budgets:
+            asked = self.asked.pop(e.arch, [])
+            if not e.feasible or primary.name not in e.objectives:
+                continue  # rejected proposals: the budget side already learnt from them
+            score = e.objectives[primary.name] * (1 if primary.maximize else -1)
+            for budget, idx in asked:
+                if e.constraints[self.budget.name] <= budget:
+                    budgets.append(budget)
+                    indices.append(idx)
+                    rewards.append(score)
+        if len(budgets) > 1:
             self.policy.update(
                 np.array(budgets), np.array(indices), _rank_advantages(np.array(rewards)), self.lr
             )

@@ -1,7 +1,8 @@
 """Random search and evolution: ask for archs to evaluate, tell their evaluations.
 
-Every searcher works on any :class:`~nas.space.SearchSpace` through a :class:`Problem`;
-constraints are checked before an arch is proposed, so evaluations are spent on feasible archs.
+Every searcher works on any :class:`~nas.space.SearchSpace` through a :class:`Problem`. These two
+check the constraints themselves (they are predicted, so free) and propose only feasible archs
+never evaluated before; the search driver checks every proposal of every searcher again.
 """
 
 from __future__ import annotations
@@ -18,15 +19,19 @@ from nas.search.problem import Evaluation, InfeasibleBudgetError, Problem
 
 
 class Searcher(Protocol):
-    """What the search driver needs of an algorithm."""
+    """What the search driver needs of an algorithm (``load_state(folder)`` and
+    ``save_state(folder)`` are optional: state kept in the search folder)."""
 
     name: str
+    seed: int
 
     def ask(self, n: int) -> list[Arch]:
         """Up to ``n`` archs to evaluate next."""
 
     def tell(self, evaluations: Sequence[Evaluation]) -> None:
-        """Results of archs asked for (or of earlier runs, when resuming)."""
+        """Results of archs asked for (or of earlier runs, when resuming): evaluated archs, and
+        proposals the driver rejected without evaluating them (``feasible`` False: over a budget,
+        only their constraint values known)."""
 
 
 def sample_feasible(
@@ -64,7 +69,7 @@ class RandomSearch:
     name = "random"
 
     def __init__(self, problem: Problem, seed: int = 0):
-        self.problem, self.rng = problem, random.Random(seed)
+        self.problem, self.seed, self.rng = problem, seed, random.Random(seed)
         self.seen: set[Arch] = set()
 
     def ask(self, n: int) -> list[Arch]:
@@ -85,6 +90,14 @@ class EvolutionSettings:
     mutation_ratio: float = 0.5
     mutation_prob: float = 0.1
 
+    @classmethod
+    def for_budget(cls, evaluations: int | None) -> EvolutionSettings:
+        """Once-for-All's settings from 500 evaluations up; a smaller budget starts from a
+        smaller population (a fifth of the evaluations, at least 10), so it breeds early."""
+        if evaluations is None:
+            return cls()
+        return cls(population=min(100, max(10, evaluations // 5)))
+
 
 class Evolution:
     """Regularised-elitist evolution on the primary objective under the constraints.
@@ -97,7 +110,7 @@ class Evolution:
     name = "evolution"
 
     def __init__(self, problem: Problem, seed: int = 0, settings: EvolutionSettings | None = None):
-        self.problem, self.rng = problem, random.Random(seed)
+        self.problem, self.seed, self.rng = problem, seed, random.Random(seed)
         self.settings = settings or EvolutionSettings()
         self.evaluated: dict[Arch, float] = {}
         self.queue: list[Arch] = []
