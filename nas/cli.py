@@ -19,6 +19,7 @@ from nas.options import (
     torch_device,
 )
 from nas.runs import check_folder, check_output_file
+from nas.search.driver import DEFAULT_BATCH_SIZE
 from nas.space import SearchSpace
 
 ARCH_SOURCE_HELP = (
@@ -272,11 +273,12 @@ def _extract_for_device(args: argparse.Namespace) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> None:
-    from nas.deploy import search_run
-    from nas.search import ALGORITHMS
+    from nas.search import ALGORITHMS, AUTO
 
-    if args.algorithm not in ALGORITHMS:
-        raise UsageError(f"unknown algorithm {args.algorithm!r}; choices: {', '.join(ALGORITHMS)}")
+    if args.algorithm not in (AUTO, *ALGORITHMS):
+        raise UsageError(
+            f"unknown algorithm {args.algorithm!r}; choices: {', '.join((AUTO, *ALGORITHMS))}"
+        )
     if args.evaluations < 1:
         raise UsageError(f"--evaluations {args.evaluations} must be at least 1")
     if args.workers < 1:
@@ -285,24 +287,23 @@ def cmd_search(args: argparse.Namespace) -> None:
         raise UsageError(f"--batch-size {args.batch_size} must be at least 1 (archs per step)")
     if args.ray_address and args.workers == 1:
         raise UsageError("--ray-address needs --workers N > 1 (the evaluation actors it runs)")
-    surrogate = _surrogate_settings(args)
-    run, devices, budgets = _open_run_and_devices(args)
-    folder, report = search_run(
-        run,
-        devices,
-        budgets,
-        args.algorithm,
-        args.evaluations,
-        args.name,
-        args.seed,
-        args.macs_limit,
-        args.batch_size,
-        workers=args.workers,
-        surrogate=surrogate,
-        ray_address=args.ray_address,
-        quantized_accuracy=args.quantized_accuracy,
-    )
+    if (args.run is None) == (args.space is None):
+        raise UsageError(
+            "give --run RUN (search a trained supernet) or --space SPACE (search a space "
+            "without one, on a proxy objective), not both"
+        )
+    if args.run is not None:
+        folder, report = _search_run(args)
+    else:
+        folder, report = _search_space(args)
     print(f"search folder: {folder}")
+    print(
+        f"{report['algorithm']}: {report['evaluations']} evaluations of new archs meeting every "
+        f"constraint; {report['proposals']} proposals, {report['infeasible']} over a budget, "
+        f"{report['repeats']} repeats (none evaluated)"
+    )
+    if "proxy" in report:
+        print(f"objective {report['objective']}: {report['objective_description']}")
     if "accuracy_predictor" in report:
         a = report["accuracy_predictor"]
         tau = a["heldout_kendall_tau"]
@@ -311,13 +312,14 @@ def cmd_search(args: argparse.Namespace) -> None:
             f"{a['fits']} fits; Kendall tau on {a['heldout_checks']} held-out checks "
             + ("n/a" if tau is None else f"{tau:.3f}")
         )
+    objective = report["objective"]
     for name, part in report["per_constraint"].items():
         best = part["best"]
         if best is None:
             print(f"{name} <= {part['budget']:g}: no feasible arch found")
             continue
         print(
-            f"{name} <= {part['budget']:g}: best val top-1 {best['objectives']['val_top1']:.4f} "
+            f"{name} <= {part['budget']:g}: best {objective} {best['objectives'][objective]:.4f} "
             f"at {best['constraints'][name]:.3f}; hypervolume {part['hypervolume']:.4g}; "
             f"Pareto front {len(part['pareto_front'])} archs; plot {folder / part['plot']}"
         )
@@ -333,6 +335,60 @@ def cmd_search(args: argparse.Namespace) -> None:
                 f"top-1 {best['val_top1_int8']:.4f} in int8 ({best['val_top1_fp32']:.4f} in fp32); "
                 f"{folder / 'results.json'} -> quantized_accuracy"
             )
+
+
+def _search_run(args: argparse.Namespace):
+    from nas.deploy import search_run
+
+    if args.objective is not None or args.out is not None:
+        raise UsageError("--objective and --out go with --space; with --run use --name")
+    surrogate = _surrogate_settings(args)
+    run, devices, budgets = _open_run_and_devices(args)
+    return search_run(
+        run,
+        devices,
+        budgets,
+        args.algorithm,
+        args.evaluations,
+        args.name,
+        args.seed,
+        args.macs_limit,
+        args.batch_size,
+        workers=args.workers,
+        surrogate=surrogate,
+        ray_address=args.ray_address,
+        quantized_accuracy=args.quantized_accuracy,
+    )
+
+
+def _search_space(args: argparse.Namespace):
+    from nas.deploy import Device, search_proxy
+
+    if args.accuracy != "supernet" or args.workers > 1 or args.quantized_accuracy:
+        raise UsageError(
+            "--accuracy, --workers and --quantized-accuracy need a trained supernet (--run RUN)"
+        )
+    if args.out is not None and args.name is not None:
+        raise UsageError("--out and --name exclude each other (--out is the search folder)")
+    budgets = _budgets(args)
+    space = _space(args.space)
+    devices = Device.open_all(args.device, space)
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        check_folder(out)  # created with its parents once the search is accepted
+    return search_proxy(
+        space,
+        devices,
+        budgets,
+        args.algorithm,
+        args.evaluations,
+        args.objective or "params",
+        out,
+        args.name,
+        args.seed,
+        args.macs_limit,
+        args.batch_size,
+    )
 
 
 def _surrogate_settings(args: argparse.Namespace):
@@ -448,12 +504,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "search",
-        help="search a trained supernet under latency budgets on devices",
+        help="search a trained supernet (or a space, on a proxy) under latency budgets",
         description="Find the most accurate subnets of a training run (--run) under a latency "
-        "budget on one or more device profiles. Results go to RUN/search/NAME (history.jsonl, "
-        "results.json, Pareto plots; Optuna studies in study.db); rerun to resume.",
+        "budget on one or more device profiles; or, with --space and no trained supernet, the "
+        "archs of a space that maximise a proxy objective (--objective) under the budgets. "
+        "Results go to RUN/search/NAME (or runs/search/NAME, or --out): search.json, "
+        "history.jsonl, progress.json, results.json, Pareto plots, and the algorithm's state "
+        "(Optuna's study.journal, the generative policy's generator.json); rerun to resume.",
     )
-    p.add_argument("--run", required=True, help="training run folder (from `nas train`)")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--run", help="training run folder (from `nas train`)")
+    target.add_argument(
+        "--space",
+        help=space_help + ": search it without a trained supernet, maximising the proxy "
+        "objective of --objective (labelled as a proxy in results and plots)",
+    )
     p.add_argument(
         "--device",
         action="append",
@@ -470,14 +535,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--algorithm",
-        default="evolution",
-        help="evolution, nsga2, tpe, generative or random (default evolution)",
+        default="auto",
+        help="auto, guided, evolution, nsga2, tpe, generative or random (default auto: guided "
+        "when every constraint is a predicted latency, else evolution, with settings for the "
+        "--evaluations budget; a resumed search keeps its algorithm)",
+    )
+    p.add_argument(
+        "--objective",
+        choices=("params", "macs", "synflow"),
+        help="with --space: the proxy maximised in place of accuracy: params (parameters, "
+        "millions), macs (multiply-accumulates, millions) or synflow (SynFlow zero-cost score of "
+        "the randomly initialised subnet, about a second per arch on a CPU; default params)",
+    )
+    p.add_argument(
+        "--out",
+        metavar="FOLDER",
+        help="with --space: the search folder (default runs/search/NAME)",
     )
     p.add_argument(
         "--evaluations",
         type=int,
         default=500,
-        help="archs to evaluate on the supernet (default 500)",
+        help="evaluations: new archs meeting every constraint whose accuracy (or proxy) is "
+        "computed; proposals over a budget or seen before are rejected without an evaluation "
+        "and do not count (default 500)",
     )
     p.add_argument(
         "--macs-limit", type=positive_float, help="also require MACs <= this many millions"
@@ -489,7 +570,12 @@ def build_parser() -> argparse.ArgumentParser:
         "validation accuracy of the 5 most accurate archs that meet every budget (ONNX Runtime "
         "static QDQ; cached in RUN/quantized_accuracy.jsonl) and report it in results.json",
     )
-    p.add_argument("--batch-size", type=int, default=20, help="archs per search step (default 20)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=DEFAULT_BATCH_SIZE,
+        help=f"archs evaluated per search step (default {DEFAULT_BATCH_SIZE})",
+    )
     p.add_argument(
         "--workers",
         type=int,

@@ -150,7 +150,7 @@ def run_demo(
     target = ["--run", str(run), "--device", str(profile), "--latency-ms", str(budget)]
     _step(
         f"search the supernet for the most accurate subnet under {budget} ms",
-        ["search", *target, "--algorithm", "evolution", "--name", "demo"]
+        ["search", *target, "--name", "demo"]
         + ["--evaluations", str(evaluations), "--seed", str(seed), *size.search],
     )
     model = out / "model.onnx"

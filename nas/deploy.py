@@ -1,10 +1,11 @@
-"""Search a trained run under a device's latency budget, and ship the winner with a model card.
+"""Search under a device's latency budget, and ship the winner with a model card.
 
 ``search_run`` builds the problem (supernet accuracy, predicted latency per device, MACs) for a
-training run and runs one search into ``RUN/search/NAME``. ``extract_for_device`` picks the best
-arch any search of the run found under a budget on every device, cuts it out, recalibrates BN,
-measures test accuracy (and end-to-end latency where the device's backend runs here) and writes
-the model and its card.
+training run and runs one search into ``RUN/search/NAME``; ``search_proxy`` searches a space with
+no trained supernet, maximising a documented proxy objective (:mod:`nas.search.proxies`).
+``extract_for_device`` picks the best arch any search of the run found under a budget on every
+device, cuts it out, recalibrates BN, measures test accuracy (and end-to-end latency where the
+device's backend runs here) and writes the model and its card.
 """
 
 from __future__ import annotations
@@ -23,7 +24,19 @@ from nas.arch import Arch
 from nas.errors import InputError
 from nas.graph import count
 from nas.runs import make_folder, slug, write_atomic
-from nas.search import Constraint, Evaluation, Objective, Problem, make_searcher, run_search
+from nas.search import (
+    AUTO,
+    DEFAULT_BATCH_SIZE,
+    Constraint,
+    Evaluation,
+    Objective,
+    Problem,
+    SearchCounts,
+    default_algorithm,
+    make_searcher,
+    run_search,
+)
+from nas.search.driver import stored_identity
 from nas.search.history import History
 from nas.search.results import write_report
 from nas.search.surrogate import RefittedAccuracy, SurrogateSettings
@@ -76,6 +89,12 @@ class Device:
     def latency(self, archs: Sequence[Arch]) -> np.ndarray:
         return np.asarray(self.predictor.predict(list(archs)), dtype=float)
 
+    def budget(self, budget_ms: float) -> Constraint:
+        """Predicted latency <= ``budget_ms`` on this device (also on value indices)."""
+        return Constraint(
+            self.metric, self.latency, float(budget_ms), "ms", self.predictor.predict_indices
+        )
+
 
 def _macs(space):
     return lambda archs: np.array([count(space, a)[0] / 1e6 for a in archs])
@@ -91,20 +110,71 @@ def build_problem(
     """Maximise validation accuracy (measured on the supernet, or ``accuracy`` -- e.g. a
     :class:`~nas.search.surrogate.RefittedAccuracy`); minimise latency on the first device;
     latency <= budget on every device; MACs <= limit (millions) when given."""
+    primary = Objective("val_top1", accuracy or run.accuracy, maximize=True)
+    return _problem(run.space, primary, devices, budgets_ms, macs_limit)
+
+
+def build_proxy_problem(
+    space,
+    devices: Sequence[Device],
+    budgets_ms: Sequence[float],
+    proxy: str,
+    macs_limit: float | None = None,
+    seed: int = 0,
+) -> Problem:
+    """:func:`build_problem` for a space without a trained supernet: maximise the proxy
+    objective ``proxy`` (:mod:`nas.search.proxies`) instead of accuracy."""
+    from nas.search.proxies import proxy_objective
+
+    return _problem(space, proxy_objective(proxy, space, seed), devices, budgets_ms, macs_limit)
+
+
+def _problem(space, primary: Objective, devices, budgets_ms, macs_limit) -> Problem:
     for device, budget in zip(devices, budgets_ms, strict=True):
         if not math.isfinite(budget) or budget <= 0:
             raise InputError(f"latency budget {budget} on {device.name} must be a number > 0")
     if macs_limit is not None and (not math.isfinite(macs_limit) or macs_limit <= 0):
         raise InputError(f"MACs limit {macs_limit} must be a number > 0 (millions)")
-    objectives = [Objective("val_top1", accuracy or run.accuracy, maximize=True)]
-    objectives.append(Objective(devices[0].metric, devices[0].latency, maximize=False, unit="ms"))
-    constraints = [
-        Constraint(d.metric, d.latency, float(b), "ms")
-        for d, b in zip(devices, budgets_ms, strict=True)
-    ]
+    latency = Objective(devices[0].metric, devices[0].latency, maximize=False, unit="ms")
+    constraints = [d.budget(b) for d, b in zip(devices, budgets_ms, strict=True)]
     if macs_limit is not None:
-        constraints.append(Constraint("mmacs", _macs(run.space), macs_limit, "M"))
-    return Problem(run.space, objectives, constraints)
+        constraints.append(Constraint("mmacs", _macs(space), macs_limit, "M"))
+    return Problem(space, [primary, latency], constraints)
+
+
+def default_name(algorithm: str, devices: Sequence[Device], budgets_ms: Sequence[float]) -> str:
+    """``ALGORITHM-DEVICE-BUDGET``, the folder name of a search without ``--name``."""
+    budget = "_".join(f"{b:g}ms" for b in budgets_ms)
+    return slug(f"{algorithm}-{devices[0].path.stem}-{budget}")
+
+
+def run_problem(
+    problem: Problem,
+    folder: Path,
+    algorithm: str,
+    evaluations: int,
+    seed: int = 0,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: bool = True,
+    finish=None,
+) -> tuple[list[Evaluation], dict]:
+    """Run (or resume) the search of ``problem`` in ``folder``; return its evaluations and the
+    report entries about how it went. ``auto`` resumes the algorithm of an earlier search in
+    ``folder``, else takes :func:`~nas.search.default_algorithm`. The Optuna study is named
+    after the folder. ``finish(found)`` may amend the evaluations before they are reported."""
+    if algorithm == AUTO:
+        stored = stored_identity(folder)
+        algorithm = stored["algorithm"] if stored else default_algorithm(problem)
+    searcher = make_searcher(algorithm, problem, seed, evaluations, study_name=folder.name)
+    found = run_search(problem, searcher, evaluations, folder, batch_size, progress)
+    if finish is not None:
+        found = finish(found)
+    counts = SearchCounts.load(folder, len(found))
+    extra = {"algorithm": searcher.name, "seed": seed, **counts.to_dict()}
+    share = getattr(searcher, "policy_feasible_share", None)
+    if share is not None:
+        extra["policy_feasible_share"] = share
+    return found, extra
 
 
 def search_run(
@@ -116,7 +186,7 @@ def search_run(
     name: str | None = None,
     seed: int = 0,
     macs_limit: float | None = None,
-    batch_size: int = 20,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = True,
     workers: int = 1,
     surrogate: SurrogateSettings | None = None,
@@ -139,19 +209,56 @@ def search_run(
         accuracy = RefittedAccuracy(run.space, run.accuracy, surrogate, seed)
         accuracy.remember(run.measured())
     problem = build_problem(run, devices, budgets_ms, macs_limit, accuracy)
-    budget = "_".join(f"{b:g}ms" for b in budgets_ms)
-    folder = run.folder / "search" / (name or slug(f"{algorithm}-{devices[0].path.stem}-{budget}"))
-    searcher = make_searcher(algorithm, problem, seed, folder)
+    resolved = default_algorithm(problem) if algorithm == AUTO else algorithm
+    folder = run.folder / "search" / (name or default_name(resolved, devices, budgets_ms))
+    finish = None
+    if accuracy is not None:
+        finish = lambda found: _with_best_measured(found, problem, run)  # noqa: E731
     with run.parallel(workers, ray_address) if workers > 1 else nullcontext():
-        found = run_search(problem, searcher, evaluations, folder, batch_size, progress, seed)
-        if accuracy is not None:
-            found = _with_best_measured(found, problem, run)
-    extra = {} if accuracy is None else {"accuracy_predictor": accuracy.summary()}
+        found, extra = run_problem(
+            problem, folder, algorithm, evaluations, seed, batch_size, progress, finish
+        )
+    if accuracy is not None:
+        extra["accuracy_predictor"] = accuracy.summary()
     if quantized_accuracy:
         from nas.export.quantized_accuracy import shortlist_report
 
         extra["quantized_accuracy"] = shortlist_report(run, found, problem.primary.name, progress)
-    return folder, write_report(found, problem, folder, algorithm, extra or None)
+    return folder, write_report(found, problem, folder, extra.pop("algorithm"), extra)
+
+
+def search_proxy(
+    space,
+    devices: Sequence[Device],
+    budgets_ms: Sequence[float],
+    algorithm: str,
+    evaluations: int,
+    proxy: str,
+    folder: Path | None = None,
+    name: str | None = None,
+    seed: int = 0,
+    macs_limit: float | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: bool = True,
+) -> tuple[Path, dict]:
+    """Search ``space`` without a trained supernet, maximising the proxy objective ``proxy``
+    under the budgets; results go to ``folder`` (default ``runs/search/NAME``) and are labelled
+    as a proxy in the report and plots."""
+    from nas.search.proxies import proxy_info
+
+    problem = build_proxy_problem(space, devices, budgets_ms, proxy, macs_limit, seed)
+    resolved = default_algorithm(problem) if algorithm == AUTO else algorithm
+    if folder is None:
+        folder = Path("runs") / "search" / (name or default_name(resolved, devices, budgets_ms))
+    found, extra = run_problem(problem, folder, algorithm, evaluations, seed, batch_size, progress)
+    info = proxy_info(proxy)
+    extra["proxy"] = {
+        "name": info.name,
+        "unit": info.unit,
+        "description": info.description,
+        "note": "a proxy objective, not accuracy: no supernet was trained or evaluated",
+    }
+    return folder, write_report(found, problem, folder, extra.pop("algorithm"), extra)
 
 
 #: Archs per budget measured on the supernet before a predicted winner is reported or shipped.

@@ -9,7 +9,6 @@ README's ``nas train`` and ``nas device measure`` commands in a fresh folder).
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -92,9 +91,13 @@ def _macs_limit() -> float:
     return round(float(np.median([count(space, space.sample(s))[0] for s in range(30)]) / 1e6), 3)
 
 
-@pytest.mark.parametrize("algorithm", ["random", "nsga2", "tpe", "generative"])
+@pytest.mark.parametrize(
+    "algorithm", ["guided", "evolution", "random", "nsga2", "tpe", "generative"]
+)
 def test_every_search_algorithm_finds_a_measured_arch_under_the_budget(algorithm, trained):
-    """Each into its default folder; random search also under a MACs limit (--macs-limit)."""
+    """Each into its default folder, which does not exist before; random search also under a
+    MACs limit (--macs-limit). Every evaluation is of a new arch under the budget: proposals
+    over it or seen before are counted apart and never measured on the supernet."""
     from nas.graph import count
 
     budget = trained.budget
@@ -107,7 +110,13 @@ def test_every_search_algorithm_finds_a_measured_arch_under_the_budget(algorithm
     assert f"search folder: {folder}" in done.stdout
     results = json.loads((folder / "results.json").read_text())
     assert results["algorithm"] == algorithm and results["evaluations"] == 8
-    assert len((folder / "history.jsonl").read_text().splitlines()) == 8
+    assert results["proposals"] == 8 + results["infeasible"] + results["repeats"]
+    assert f"{results['proposals']} proposals, {results['infeasible']} over a budget" in done.stdout
+    history = [json.loads(line) for line in (folder / "history.jsonl").read_text().splitlines()]
+    assert len(history) == 8 and all(h["feasible"] for h in history)
+    archs = [Arch.from_dict(h["arch"]) for h in history]
+    assert len(set(archs)) == 8
+    assert all(trained.predictor(trained.ort).predict(archs) <= budget)
     latency = "latency_ms@" + trained.predictor(trained.ort).profile.device
     part = results["per_constraint"][latency]
     arch = Arch.from_dict(part["best"]["arch"])
@@ -119,11 +128,54 @@ def test_every_search_algorithm_finds_a_measured_arch_under_the_budget(algorithm
         for part in results["per_constraint"].values():
             best = Arch.from_dict(part["best"]["arch"])
             assert count(search_spaces.get(SPACE), best)[0] / 1e6 <= _macs_limit()
-    if algorithm in ("nsga2", "tpe"):  # the Optuna study, for optuna-dashboard
-        with sqlite3.connect(folder / "study.db") as db:
-            assert db.execute("select count(*) from trials").fetchone()[0] >= 8
+    if algorithm in ("nsga2", "tpe"):  # the Optuna study, as optuna-dashboard reads it
+        _check_optuna_study(folder, latency, budget)
     if algorithm == "generative":  # proposes archs for any budget afterwards: plain JSON
         assert json.loads((folder / "generator.json").read_text())
+
+
+def _check_optuna_study(folder: Path, latency: str, budget: float) -> None:
+    """The journal file holds a study named after the search, with its metric names; every
+    trial's constraints are where Optuna's constraints_func puts them (the dashboard's
+    feasibility), and only archs under the budget are complete (evaluated) trials."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = optuna.storages.JournalStorage(JournalFileBackend(str(folder / "study.journal")))
+    study = optuna.load_study(study_name=folder.name, storage=storage)
+    assert study.metric_names == ["val_top1", latency]
+    complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len({tuple(t.params.items()) for t in complete}) == 8  # repeats: told, not measured
+    told = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    for trial in study.get_trials(states=told):  # start-up archs not asked yet wait
+        (slack,) = trial.system_attrs["constraints"]
+        assert slack == pytest.approx(trial.user_attrs[latency] - budget)
+        assert (slack <= 0) == (trial.state == optuna.trial.TrialState.COMPLETE)
+    assert study.best_trials and all(
+        t.system_attrs["constraints"][0] <= 0 for t in study.best_trials
+    )
+
+
+def test_default_search_resumes_into_the_same_folder(trained):
+    """Without --algorithm the search is guided (every constraint is a predicted latency); a
+    rerun with more evaluations continues the history, and another algorithm is refused."""
+    budget = trained.budget
+    args = ["search", "--run", trained.run, "--device", trained.ort, "--latency-ms", budget]
+    args += ["--name", "resumed", "--batch-size", 3]
+    run_nas(*args, "--evaluations", 6, cwd=trained.folder)
+    folder = trained.run / "search" / "resumed"
+    first = (folder / "history.jsonl").read_text().splitlines()
+    assert len(first) == 6
+    run_nas(*args, "--evaluations", 10, cwd=trained.folder)
+    again = (folder / "history.jsonl").read_text().splitlines()
+    assert len(again) == 10 and again[:6] == first
+    results = json.loads((folder / "results.json").read_text())
+    assert results["algorithm"] == "guided" and results["evaluations"] == 10
+    refused = run_nas(
+        *args, "--evaluations", 12, "--algorithm", "tpe", cwd=trained.folder, expect=2
+    )
+    assert "holds another search" in refused.stderr and "'guided'" in refused.stderr
+    assert (folder / "history.jsonl").read_text().splitlines() == again
 
 
 @pytest.fixture(scope="module")
@@ -254,11 +306,16 @@ def test_unknown_accuracy_source_is_named_with_the_choices(trained, capsys):
 
 
 def test_impossible_budget_is_refused_with_the_feasible_range(trained, capsys):
+    """Refused before its folder is written, so the corrected rerun of the same --name runs."""
     args = ["search", "--run", str(trained.run), "--device", str(trained.ort)]
-    code = main([*args, "--latency-ms", "0.000001", "--evaluations", "5", "--name", "impossible"])
+    args += ["--evaluations", "3", "--batch-size", "3", "--name", "impossible"]
+    code = main([*args, "--latency-ms", "0.000001"])
     err = capsys.readouterr().err
     assert code == 2
     assert "is infeasible" in err and "feasible budgets are >=" in err
+    assert not (trained.run / "search" / "impossible").exists()
+    assert main([*args, "--latency-ms", str(trained.budget)]) == 0
+    assert json.loads((trained.run / "search" / "impossible" / "results.json").read_text())
     assert not (trained.run / "search" / "impossible" / "history.jsonl").exists()
 
 

@@ -311,7 +311,7 @@ def check_search(flow: ReadmeFlow, out: str) -> None:
     from nas.trained import TrainedRun
     from predictors.latency import LatencyPredictor
 
-    folder, results = _search_folder(flow, "evolution")
+    folder, results = _search_folder(flow, "guided")  # the default algorithm
     budget = flow.budget()
     assert len((folder / "history.jsonl").read_text().splitlines()) == 12
     (part,) = results["per_constraint"].values()
@@ -326,11 +326,26 @@ def check_search(flow: ReadmeFlow, out: str) -> None:
     )
 
 
+def check_search_space(flow: ReadmeFlow, out: str) -> None:
+    """No supernet: the proxy maximised under the Pixel 4 budget, labelled as a proxy."""
+    from nas.graph import count
+    from predictors.latency import LatencyPredictor
+
+    folder = flow.path("runs/search/guided-pixel4-30ms")
+    results = json.loads((folder / "results.json").read_text())
+    assert results["objective"] == "proxy_params" and "PROXY, not accuracy" in out
+    (part,) = results["per_constraint"].values()
+    arch = Arch.from_dict(part["best"]["arch"])
+    space = search_spaces.get("elasticvit")
+    assert LatencyPredictor.load(flow.path("pixel4.json"), space).predict([arch])[0] <= 30
+    assert part["best"]["objectives"]["proxy_params"] == pytest.approx(count(space, arch)[1] / 1e6)
+
+
 def check_search_predictor(flow: ReadmeFlow, out: str) -> None:
     from nas.trained import TrainedRun
 
     budget = flow.budget()
-    folder = flow.path(f"runs/digits/search/evolution-ort-{budget:g}ms")
+    folder = flow.path(f"runs/digits/search/guided-ort-{budget:g}ms")
     # same algorithm, device and budget as the search above: the same folder, resumed and grown
     results = json.loads((folder / "results.json").read_text())
     assert len((folder / "history.jsonl").read_text().splitlines()) == 24
@@ -523,6 +538,7 @@ CHECKS: list[tuple[str, Callable[[ReadmeFlow, str], None]]] = [
     (r"nas device measure .*--resolutions 32", check_measure_32),
     (r"nas device measure ", check_measure_all),
     (r"nas search .*--accuracy", check_search_predictor),
+    (r"nas search --space", check_search_space),
     (r"nas search ", check_search),
     (r"nas device validate .*--repeatability", check_validate_repeatability),
     (r"nas device validate ", check_validate),

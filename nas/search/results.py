@@ -107,6 +107,8 @@ def plot_front(
     ax.set_xlabel(cost)
     ax.set_ylabel(problem.primary.name)
     title = f"{problem.space.name}: {problem.primary.name} vs {cost}"
+    if problem.primary.description:  # e.g. that the objective is a proxy, not accuracy
+        title += f" -- {problem.primary.description}"
     ax.set_title(textwrap.fill(title, 60), fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -135,6 +137,7 @@ def write_report(
         "evaluations": len(evaluations),
         "feasible": sum(e.feasible for e in evaluations),
         "objective": problem.primary.name,
+        "objective_description": problem.primary.description or None,
         "per_constraint": {},
     }
     for c in costs:
