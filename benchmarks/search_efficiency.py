@@ -142,7 +142,7 @@ def make(algorithm: str, problem: Problem, seed: int, evaluations: int, storage=
 
 def make_problem(space, predictor, budget: float) -> Problem:
     latency = Constraint(
-        "latency_ms", predictor.predict, budget, "ms", on_indices=predictor.predict_indices
+        "latency_ms", predictor.predict, budget, "ms", on_indices=predictor.predict_index
     )
     return Problem(
         space,

@@ -72,7 +72,8 @@ class ChainOptimum:
             next(k for k in g if dims[k].choice == "width") for g in self.groups[1:]
         ]
         self.terms: list[list] = [[] for _ in self.groups]
-        for c in predictor._compiled_tables():
+        for compiled in predictor._compiled_tables():
+            c = compiled.latency  # a PositionTable
             deps = [int(d) for d in c.deps]
             group = max((gi for gi, g in enumerate(self.groups) if set(deps) & set(g)), default=0)
             allowed = {0, *self.groups[group]}
@@ -81,7 +82,7 @@ class ChainOptimum:
             if not set(deps) <= allowed:
                 raise ValueError(f"position {c.position.slot} links non-adjacent stages")
             shape = tuple(len(dims[d].values) for d in deps)
-            table = c.table.reshape(shape)
+            table = c.values.reshape(shape)
             depth = None if c.depth_values is None else int(c.position.depth_dim)
             self.terms[group].append((deps, table, depth, c.depth_values, c.position.layer))
         self.constant = float(predictor.overhead.constant)

@@ -92,7 +92,7 @@ class Device:
     def budget(self, budget_ms: float) -> Constraint:
         """Predicted latency <= ``budget_ms`` on this device (also on value indices)."""
         return Constraint(
-            self.metric, self.latency, float(budget_ms), "ms", self.predictor.predict_indices
+            self.metric, self.latency, float(budget_ms), "ms", self.predictor.predict_index
         )
 
 
