@@ -4,7 +4,7 @@ Under each of two latency budgets on an ONNX Runtime profile measured on this ma
 device measure`), three kinds of arch are trained standalone with the ranking benchmark's pinned
 recipe (``--standalone-steps`` steps, once per seed of ``--seeds``):
 
-* searched: the arch `nas search` (evolution, ``--evaluations`` archs scored on the supernet)
+* searched: the arch `nas search` (its default algorithm, ``--evaluations`` archs scored on the supernet)
   picks under the budget on the supernet of `nas train`'s default recipe;
 * random: ``--random`` archs drawn uniformly among those that meet the budget;
 * hand-designed: the space's largest arch shrunk uniformly -- every stage's depth and width (and
