@@ -843,7 +843,8 @@ def case_search_folder_under_a_file(w, d):
     shutil.rmtree(run / "search")
     (run / "search").write_text("")
     return Bad(
-        _search(run, "a.json", "--evaluations", "4"), ["evolution-a-1000ms", "search is a file"]
+        _search(run, "a.json", "--evaluations", "4"),
+        ["guided-a-1000ms", "search is a file"],  # the default algorithm
     )
 
 
