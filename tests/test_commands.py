@@ -316,7 +316,6 @@ def test_impossible_budget_is_refused_with_the_feasible_range(trained, capsys):
     assert not (trained.run / "search" / "impossible").exists()
     assert main([*args, "--latency-ms", str(trained.budget)]) == 0
     assert json.loads((trained.run / "search" / "impossible" / "results.json").read_text())
-    assert not (trained.run / "search" / "impossible" / "history.jsonl").exists()
 
 
 def test_search_of_a_folder_that_is_not_a_run_exits_2(tmp_path, capsys):
