@@ -3,8 +3,8 @@
 Decisions whose values are kinds (strings: attention kind, block kind, ...) name an arch's
 kinds: an arch is labelled by the set of kinds its active layers use (``relu_linear``,
 ``softmax``, ``relu_linear+softmax``). A space without such decisions colours archs by how many
-attention layers they have (stages of kind ``transformer``), or, without attention, by input
-resolution.
+attention layers they have (layers of stages with an attention choice), or, without attention,
+by input resolution.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def arch_kinds(table: StudyTable) -> Kinds:
     depth_columns = [
         decisions.column[f"stages[{i}].depth"]
         for i, spec in enumerate(space.stages)
-        if spec.kind == "transformer"
+        if "attention" in spec.extra_choices  # stages whose layers attend
     ]
     if depth_columns:
         values = sum(np.array(decisions.dims[k].values)[index[:, k]] for k in depth_columns).astype(
