@@ -8,6 +8,7 @@ re-parameterisation where a kind has one, the model as trained otherwise).
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -132,7 +133,7 @@ def save_model(
         "space": space.to_dict(),
         "arch": arch.to_dict(),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "card": card or {},
+        "card": json.loads(json.dumps(card or {})),  # plain types: weights_only loads them
     }
     return save_torch(payload, path)
 

@@ -101,7 +101,9 @@ def test_measure_killed_with_sigkill_resumes_and_validates(tmp_path, tiny_space)
     refit = plain.recalibrated(
         [(Arch.from_dict(c["arch"]), c["measured_ms"]) for c in report["calibration"]]
     )
-    np.testing.assert_allclose([float(r["predicted_ms"]) for r in rows], refit.predict(archs))
+    np.testing.assert_allclose(
+        [float(r["predicted_ms"]) for r in rows], refit.predict(archs), rtol=1e-5
+    )  # CSV: 6 decimals
     for key, value in validation_metrics(refit.predict(archs), measured).items():
         assert metrics[key] == pytest.approx(value, rel=1e-9, nan_ok=True), key
     without = validation_metrics(plain.predict(archs), measured)

@@ -78,7 +78,7 @@ def versions() -> dict[str, str]:
     return {
         "executorch": version("executorch"),
         "torchao": version("torchao"),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "delegate": "XNNPACK",
     }
 

@@ -116,7 +116,7 @@ def versions() -> dict[str, str]:
         "opset": str(OPSET),
         "onnx": onnx.__version__,
         "onnxruntime": onnxruntime.__version__,
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
     }
 
 

@@ -115,7 +115,7 @@ def versions() -> dict[str, str]:
     return {
         "litert-torch": version("litert-torch"),
         "ai-edge-litert": version("ai-edge-litert"),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "delegate": "XNNPACK",
     }
 

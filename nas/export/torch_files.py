@@ -68,7 +68,7 @@ def _load_pt(path: str | Path, threads: int = 1) -> LoadedTorch:
 
 
 def _versions() -> dict[str, str]:
-    return {"torch": torch.__version__}
+    return {"torch": str(torch.__version__)}
 
 
 TORCHSCRIPT = Format(
