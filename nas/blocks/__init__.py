@@ -21,6 +21,7 @@ from nas.blocks import (  # noqa: F401
     head,
     mbconv,
     relu_linear,
+    repvit,
     softmax,
     stem,
     transformer,
