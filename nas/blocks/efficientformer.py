@@ -16,11 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nas.blocks.registry import LayerContext, register_block
+from nas.blocks.shapes import SameShape
 from nas.blocks.transformer import Transformer
 
 
 @dataclass(frozen=True)
-class Meta4DLayer:
+class Meta4DLayer(SameShape):
     """Pooling mixer + conv MLP, each residual, on a ``hw`` x ``hw`` map of ``width`` channels."""
 
     slot: str
@@ -28,22 +29,6 @@ class Meta4DLayer:
     width: int
     mlp_ratio: int
     activation: str
-
-    @property
-    def in_hw(self) -> int:
-        return self.hw
-
-    @property
-    def out_hw(self) -> int:
-        return self.hw
-
-    @property
-    def in_ch(self) -> int:
-        return self.width
-
-    @property
-    def out_ch(self) -> int:
-        return self.width
 
     @property
     def mlp_hidden(self) -> int:
