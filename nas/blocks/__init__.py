@@ -23,6 +23,7 @@ from nas.blocks import (  # noqa: F401
     mbconv,
     relu_linear,
     repvit,
+    separable,
     softmax,
     stem,
     transformer,
