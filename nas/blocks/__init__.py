@@ -21,6 +21,7 @@ from nas.blocks import (  # noqa: F401
     fused_mbconv,
     head,
     mbconv,
+    mobilevit,
     relu_linear,
     repvit,
     separable,
