@@ -6,8 +6,6 @@ export."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import onnxruntime as ort
@@ -19,20 +17,16 @@ from nas.arch import Arch, StageArch
 from nas.blocks.nn import build_model, deployed
 from nas.blocks.nn.repvit import RepViTBlock
 from nas.layers import layers_of
-from tests.conftest import trained_looking
-
-NAS = [sys.executable, "-m", "nas.cli"]
-
-
-def nas(*args: str) -> str:
-    done = subprocess.run([*NAS, *args], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout
+from tests.conftest import run_nas, trained_looking
 
 
 def test_hybrid_zoo_trains_measures_searches_and_exports(tmp_path):
     """The built-in space's stages and kinds at one resolution (16 px) and one width each, so
     that the profile is quick."""
+
+    def nas(*args: str) -> None:
+        run_nas(*args, cwd=tmp_path)
+
     builtin = search_spaces.get("hybrid-zoo")
     assert {"mbconv", "fused_mbconv", "repvit"} == set(builtin.stages[0].blocks)
     assert {"transformer", "mobilevit", "mobilevitv2", "efficientformer"} == set(
