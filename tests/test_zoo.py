@@ -9,6 +9,7 @@ import json
 
 import numpy as np
 import onnxruntime as ort
+import pytest
 import torch
 import yaml
 
@@ -20,6 +21,7 @@ from nas.layers import layers_of
 from tests.conftest import run_nas, trained_looking
 
 
+@pytest.mark.slow  # minutes on 2 cores: `make test-all`; the kinds' conformance runs by default
 def test_hybrid_zoo_trains_measures_searches_and_exports(tmp_path):
     """The built-in space's stages and kinds at one resolution (16 px) and one width each, so
     that the profile is quick."""
@@ -45,7 +47,8 @@ def test_hybrid_zoo_trains_measures_searches_and_exports(tmp_path):
     )
     nas(
         *f"device measure --backend onnxruntime --space {space} --warmup 1 --repeats 1 "
-        f"--passes 1 --min-time-ms 0 --models 2 --out {profile}".split()
+        f"--passes 1 --min-time-ms 0 --models 2 --max-exact 0 --prior-per-kind 3 "
+        f"--adaptive-rounds 1 --adaptive-batch 8 --out {profile}".split()
     )
     kinds = {k["kind"] for k in json.loads(profile.read_text())["kernels"]}
     assert {"pool-mixer", "attn-separable", "attn-softmax", "attn-relu_linear"} <= kinds
