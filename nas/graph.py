@@ -38,6 +38,8 @@ class GraphBuilder:
         self.layer: Layer | None = None
         self._kind = ""
         self._unit: dict[str, Any] = {}
+        self._copy = ""
+        self._shared = False
 
     def start(self, layer: Layer) -> None:
         """Nodes from now on belong to ``layer``."""
@@ -52,6 +54,18 @@ class GraphBuilder:
         finally:
             self._unit = {}
 
+    @contextmanager
+    def copy(self, name: str, shares_weights: bool) -> Iterator[None]:
+        """Nodes made inside are one copy of a part a block runs several times (MobileViT's
+        transformer, once per patch position): named ``<name>.<op>``, attribute ``copy`` (so
+        each copy's latency units stay apart), and with no parameters when ``shares_weights``
+        (they are an earlier copy's)."""
+        self._copy, self._shared = name, shares_weights
+        try:
+            yield
+        finally:
+            self._copy, self._shared = "", False
+
     def op(
         self,
         name: str,
@@ -63,7 +77,11 @@ class GraphBuilder:
         params: int = 0,
         **attrs,
     ) -> str:
-        node = f"{self.layer.slot}/{name}"
+        node = (
+            f"{self.layer.slot}/{self._copy}.{name}" if self._copy else f"{self.layer.slot}/{name}"
+        )
+        if self._copy:
+            attrs["copy"] = self._copy
         self.graph.add_node(
             node,
             op=op,
@@ -72,7 +90,7 @@ class GraphBuilder:
             input_shape=in_shape,
             output_shape=out_shape,
             macs=int(macs),
-            params=int(params),
+            params=0 if self._shared else int(params),
             **self._unit,
             **attrs,
         )

@@ -9,7 +9,7 @@ in the device profile:
    ``attn-relu_linear``: scores to context, between the Q/K/V projections and the output
    projection) and the classifier ``head`` (pool, feature layer, classifier) -- or a *chain*: a leading operator (``conv``,
    ``dwconv``, ``pwconv``, ``linear``, ``add``, ``layernorm``, ``bn``, ``act``, ``reshape``,
-   ``pool``) followed by the element-wise operators a backend fuses into it. The operator rule
+   ``pool``, ``concat``) followed by the element-wise operators a backend fuses into it. The operator rule
    ``("pwconv", "bn")`` says a batchnorm after a pointwise conv runs inside it;
    ``("pwconv-bn", "act")`` that an activation after that runs inside it too, giving the unit kind
    ``pwconv-bn-act``.
@@ -309,7 +309,7 @@ class _Splitter:
                 continue
             kind = _structural_kind(graph, node)
             if kind is not None:
-                key = (attrs["block"], kind)
+                key = (attrs["block"], kind, attrs.get("copy", ""))
                 unit = structural.get(key)
                 if unit is None:
                     unit = structural[key] = _Unit(kind, attrs["block"], [], [kind])

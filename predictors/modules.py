@@ -35,7 +35,8 @@ def _image_to_tokens(x: torch.Tensor) -> torch.Tensor:
 
 
 class ChainKernel(nn.Module):
-    """A leading operator followed by fused element-wise operators (bn, activation, add, norm)."""
+    """A leading operator followed by fused element-wise operators (bn, activation, add, norm).
+    A ``concat`` leader joins its second input along the channels."""
 
     def __init__(self, spec: KernelSpec):
         super().__init__()
@@ -81,7 +82,7 @@ class ChainKernel(nn.Module):
         elif self.lead_kind == "add":
             self.lead = None
             self.adds.append(f["b_layout"])
-        elif self.lead_kind in ("reshape", "pool"):
+        elif self.lead_kind in ("reshape", "pool", "concat"):
             self.lead = None
         else:
             raise ValueError(f"no module for kernel kind {spec.kind!r}")
@@ -117,6 +118,8 @@ class ChainKernel(nn.Module):
                 x = _image_to_tokens(x)
         elif self.lead_kind == "pool":
             x = x.mean((2, 3), keepdim=True)
+        elif self.lead_kind == "concat":
+            x = torch.cat([x, next(extra)], dim=1)
         else:
             if self.side:
                 x = _tokens_to_image(x, self.side)
@@ -170,12 +173,15 @@ def _chain_inputs(spec: KernelSpec, batch: int) -> list[torch.Tensor]:
     elif lead == "layernorm":
         first = torch.randn(batch, f["tokens"], f["c"])
         out_shape = (f["tokens"], f["c"])
-    elif lead == "reshape":
+    elif lead in ("reshape", "concat"):
         first = torch.randn(batch, *f["shape_in"])
         out_shape = tuple(f["shape_out"])
     else:
         raise ValueError(f"no inputs for kernel kind {spec.kind!r}")
     inputs = [first]
+    if lead == "concat":  # the second input: the channels the first lacks
+        channels = f["shape_out"][0] - f["shape_in"][0]
+        inputs.append(torch.randn(batch, channels, *f["shape_in"][1:]))
     if lead == "add":
         inputs.append(_extra_input(out_shape, f["b_layout"], batch))
     if "add" in spec.tokens[1:]:

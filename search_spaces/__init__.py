@@ -13,6 +13,7 @@ BUILTIN = {
     "ofa-mbv3": "ofa_mbv3.yaml",
     "ofa-mbv3-w1.0": "ofa_mbv3_w10.yaml",
     "hybrid-tiny": "hybrid_tiny.yaml",
+    "hybrid-zoo": "hybrid_zoo.yaml",
 }
 
 

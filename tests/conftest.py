@@ -138,8 +138,8 @@ def tiny_world(tmp_path_factory):
 
 
 def trained_looking(module, seed: int = 0):
-    """``module`` in eval mode with BatchNorm statistics, norm affines and position tables given
-    random values, as training would leave them."""
+    """``module`` in eval mode with BatchNorm statistics, norm affines, position tables and layer
+    scales given random values, as training would leave them."""
     import torch
     from torch import nn
 
@@ -154,4 +154,6 @@ def trained_looking(module, seed: int = 0):
                 m.running_var.uniform_(0.5, 1.5, generator=gen)
             if getattr(m, "pos_table", None) is not None:
                 m.pos_table.normal_(generator=gen)
+            if isinstance(getattr(m, "scale", None), nn.Parameter):  # layer scales
+                m.scale.uniform_(0.5, 1.5, generator=gen)
     return module.eval()

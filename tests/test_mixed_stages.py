@@ -24,7 +24,7 @@ MIXED = {
     "stem": {"widths": [8], "stride": 1, "kernel": 3},
     "stages": [
         {
-            "blocks": ["mbconv", "test_fused"],
+            "blocks": ["mbconv", "fused_mbconv"],
             "per_layer": ["block"],
             "depths": [1, 2],
             "widths": [8, 16],
@@ -55,7 +55,7 @@ def mixed():
 
 def test_a_stage_declares_its_block_kinds(mixed):
     first, second = mixed.stages
-    assert first.blocks == ("mbconv", "test_fused") and first.choices["block"] == first.blocks
+    assert first.blocks == ("mbconv", "fused_mbconv") and first.choices["block"] == first.blocks
     assert [d.name for d in mixed.dimensions[3:6]] == [
         "stages[0].depth",
         "stages[0].width",
@@ -93,7 +93,7 @@ def test_size_sampling_mutation_crossover_and_encoding_cover_the_kinds(mixed):
     archs = [mixed.sample(rng) for _ in range(300)]
     seen_blocks = {b for a in archs for b in a.stages[0].block}
     seen_attention = {x for a in archs for x in a.stages[1].attention}
-    assert seen_blocks == {"mbconv", "test_fused"}
+    assert seen_blocks == {"mbconv", "fused_mbconv"}
     assert seen_attention == {"softmax", "relu_linear"}
     assert any(len(set(a.stages[0].block)) == 2 for a in archs)  # kinds mixed within a stage
     for a, b in zip(archs, archs[1:], strict=False):
@@ -117,22 +117,22 @@ def test_each_kind_of_a_slot_has_its_own_weights(mixed):
 
     supernet = Supernet(mixed)
     slot = supernet.get_submodule("stages.0.layers.1")
-    assert isinstance(slot, KindChoice) and set(slot) == {"mbconv", "test_fused"}
+    assert isinstance(slot, KindChoice) and set(slot) == {"mbconv", "fused_mbconv"}
     names = [n for n, _ in supernet.named_parameters()]
     assert any(n.startswith("stages.0.layers.1.mbconv.") for n in names)
-    assert any(n.startswith("stages.0.layers.1.test_fused.") for n in names)
+    assert any(n.startswith("stages.0.layers.1.fused_mbconv.") for n in names)
     arch = mixed.sample(0)
     stages = list(arch.stages)
-    stages[0] = type(stages[0])(2, 16, block=("test_fused", "mbconv"), kernel=3, expand_ratio=2)
+    stages[0] = type(stages[0])(2, 16, block=("fused_mbconv", "mbconv"), kernel=3, expand_ratio=2)
     arch = Arch(arch.space, arch.resolution, arch.stem, tuple(stages))
     supernet.set_arch(mixed.validate(arch))
     assert [type(layer).__name__ for layer in layers_of(mixed, arch)][1:3] == [
-        "FusedLayer",
+        "FusedMBConvLayer",
         "MBConvLayer",
     ]
     supernet(torch.randn(2, 3, 12, 12)).sum().backward()
     grads = {n for n, p in supernet.named_parameters() if p.grad is not None}
-    assert any(n.startswith("stages.0.layers.0.test_fused.") for n in grads)
+    assert any(n.startswith("stages.0.layers.0.fused_mbconv.") for n in grads)
     assert not any(n.startswith("stages.0.layers.0.mbconv.") for n in grads)
     assert any(n.startswith("stages.0.layers.1.mbconv.") for n in grads)
 

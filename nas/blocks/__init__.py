@@ -16,7 +16,19 @@ from __future__ import annotations
 import importlib
 
 # The built-in kinds (importing a kind's module registers it).
-from nas.blocks import head, mbconv, relu_linear, softmax, stem, transformer  # noqa: F401
+from nas.blocks import (  # noqa: F401
+    efficientformer,
+    fused_mbconv,
+    head,
+    mbconv,
+    mobilevit,
+    relu_linear,
+    repvit,
+    separable,
+    softmax,
+    stem,
+    transformer,
+)
 from nas.blocks.registry import (
     AttentionKind,
     BlockKind,

@@ -71,6 +71,22 @@ def squeeze_excite_nodes(b, x: str, channels: int, reduced: int, hw: int) -> str
         return b.op("se.scale", "mul", [x, gate], shape, shape)
 
 
+def conv_layer(layer_type: type, ctx: LayerContext, se: bool | None = None):
+    """A layer of a kind taking MBConv's choices and settings (``layer_type`` has
+    :class:`MBConvLayer`'s fields); ``se`` overrides the stage's setting."""
+    return layer_type(
+        ctx.slot,
+        ctx.side,
+        ctx.in_ch,
+        ctx.out_ch,
+        ctx.values["expand_ratio"],
+        int(ctx.values["kernel"]),
+        ctx.stride,
+        ctx.spec.se if se is None else se,
+        ctx.spec.activation,
+    )
+
+
 def flag(value, where: str) -> bool:
     return bool(value)
 
@@ -104,17 +120,7 @@ class MBConv(BlockKind):
     units = {"se": "nas.blocks.nn.mbconv:se_kernel"}
 
     def layer(self, ctx: LayerContext) -> MBConvLayer:
-        return MBConvLayer(
-            ctx.slot,
-            ctx.side,
-            ctx.in_ch,
-            ctx.out_ch,
-            ctx.values["expand_ratio"],
-            int(ctx.values["kernel"]),
-            ctx.stride,
-            ctx.spec.se,
-            ctx.spec.activation,
-        )
+        return conv_layer(MBConvLayer, ctx)
 
     def graph(self, b, layer: MBConvLayer, x: str) -> str:
         hw, mid, act = layer.in_hw, layer.mid_ch, layer.activation

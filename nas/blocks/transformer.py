@@ -26,12 +26,13 @@ from nas.blocks.registry import (
     attention_names,
     register_block,
 )
+from nas.blocks.shapes import SameShape
 from nas.blocks.tables import PIXEL4, PIXEL4_ACT
 from nas.grammar import SpaceError
 
 
 @dataclass(frozen=True)
-class TransformerLayer:
+class TransformerLayer(SameShape):
     """Pre-norm attention (with depthwise conv on V) + pre-norm MLP, both residual."""
 
     slot: str
@@ -43,22 +44,6 @@ class TransformerLayer:
     mlp_ratio: int
     attention: str
     activation: str
-
-    @property
-    def in_hw(self) -> int:
-        return self.hw
-
-    @property
-    def out_hw(self) -> int:
-        return self.hw
-
-    @property
-    def in_ch(self) -> int:
-        return self.width
-
-    @property
-    def out_ch(self) -> int:
-        return self.width
 
     @property
     def qk_dim(self) -> int:

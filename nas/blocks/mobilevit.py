@@ -1,0 +1,122 @@
+"""MobileViT blocks (v1, and v2 below). v1: local 3x3 conv (BN, activation) and a 1x1 conv to the transformer
+width; unfold into 2x2 patches (1x1 when the side is odd) so that each of the 4 positions in a
+patch is a sequence over the patches; one transformer layer over each sequence (the transformer
+kind's pre-norm attention and MLP, with the layer's attention kind); fold back; 1x1 conv to the
+block width (BN, activation); concat with the block's input; 3x3 fusion conv (BN, activation).
+
+It takes the transformer kind's choices and settings and opens each stage with the same
+downsampling MBConv layer (MobileViT's MV2), so a global stage may choose among transformer,
+MobileViT and EfficientFormer layers. The transformer width is ``heads * head_dim`` (the block
+width unless ``heads`` is declared); each layer holds one transformer layer, so MobileViT's
+L-layer blocks are L layers of the stage here, each with its own local, fusion and projection
+convs. The torch half is :mod:`nas.blocks.nn.mobilevit`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nas.blocks.registry import LayerContext, register_block
+from nas.blocks.transformer import Transformer, TransformerLayer
+
+PATCH = 2
+
+
+@dataclass(frozen=True)
+class MobileViTLayer(TransformerLayer):
+    """A MobileViT block of ``width`` channels with one transformer layer of ``heads *
+    head_dim`` channels (its :meth:`inner` layer)."""
+
+    @property
+    def dim(self) -> int:
+        """Transformer width."""
+        return self.heads * self.head_dim
+
+    @property
+    def patch(self) -> int:
+        """Patch side: 2, or 1 on an odd side."""
+        return PATCH if self.hw % PATCH == 0 else 1
+
+    def inner(self, hw: int | None = None) -> TransformerLayer:
+        """The transformer layer run on each patch position (on a side ``hw`` if given)."""
+        return TransformerLayer(
+            **{**vars(self), "hw": hw or self.hw // self.patch, "width": self.dim}
+        )
+
+
+@register_block
+class MobileViT(Transformer):
+    name = "mobilevit"
+    layer_type = MobileViTLayer
+    example = {
+        "blocks": ["mobilevit", "transformer"],
+        "per_layer": ["block", "attention"],
+        "depths": [1, 2],
+        "widths": [8, 16],
+        "attentions": ["softmax", "relu_linear"],
+        "heads": [1, 2],
+        "head_dim": 4,
+        "mlp_ratios": [2],
+        "stride": 2,
+        "activation": "silu",
+    }
+    static = "nas.blocks.nn.mobilevit:MobileViTBlock"
+    elastic = "nas.blocks.nn.mobilevit:ElasticMobileViTBlock"
+
+    def layer(self, ctx: LayerContext) -> MobileViTLayer:
+        return self.layer_type(**vars(super().layer(ctx)))
+
+    def patch_transformer(self, b, layer: MobileViTLayer, x: str) -> str:
+        """unfold -> the transformer layer once per patch position (weights shared) -> fold."""
+        d, hw, p = layer.dim, layer.hw, layer.patch
+        tokens = (hw * hw, d)
+        unfolded = b.op("unfold", "reshape", [x], (d, hw, hw), tokens)
+        outputs = []
+        for i in range(p * p):
+            with b.copy(f"patch{i}", shares_weights=i > 0):
+                outputs.append(super().graph(b, layer.inner(), unfolded))
+        return b.op("fold", "reshape", outputs, tokens, (d, hw, hw))
+
+    def graph(self, b, layer: MobileViTLayer, x: str) -> str:
+        c, d, hw, act = layer.width, layer.dim, layer.hw, layer.activation
+        node, _ = b.conv_bn_act("local", x, c, c, 3, 1, hw, act)
+        node, _ = b.conv("proj_in", node, c, d, 1, 1, hw)
+        node = self.patch_transformer(b, layer, node)
+        node, _ = b.conv_bn_act("proj_out", node, d, c, 1, 1, hw, act)
+        node = b.op("concat", "concat", [x, node], (c, hw, hw), (2 * c, hw, hw))
+        node, _ = b.conv_bn_act("fusion", node, 2 * c, c, 3, 1, hw, act)
+        return node
+
+    def table_keys(self, table: str, layer: MobileViTLayer) -> list[str] | None:
+        return None
+
+
+@dataclass(frozen=True)
+class MobileViTv2Layer(MobileViTLayer):
+    """A MobileViTv2 block: MobileViT's frame with a depthwise local conv, a linear projection
+    back and no fusion with the input."""
+
+
+@register_block
+class MobileViTv2(MobileViT):
+    """MobileViTv2: 3x3 depthwise local conv (BN, activation), 1x1 conv to the transformer
+    width, unfold, transformer layer (MobileViTv2 uses ``attentions: [separable]``), fold, 1x1
+    conv back with BN and no activation; no concat fusion and no residual around the block."""
+
+    name = "mobilevitv2"
+    layer_type = MobileViTv2Layer
+    example = {
+        **MobileViT.example,
+        "blocks": ["mobilevitv2", "mobilevit"],
+        "attentions": ["separable", "softmax"],
+    }
+    static = "nas.blocks.nn.mobilevit:MobileViTv2Block"
+    elastic = "nas.blocks.nn.mobilevit:ElasticMobileViTv2Block"
+
+    def graph(self, b, layer: MobileViTv2Layer, x: str) -> str:
+        c, d, hw, act = layer.width, layer.dim, layer.hw, layer.activation
+        node, _ = b.conv_bn_act("local", x, c, c, 3, 1, hw, act, depthwise=True)
+        node, _ = b.conv("proj_in", node, c, d, 1, 1, hw)
+        node = self.patch_transformer(b, layer, node)
+        node, _ = b.conv_bn_act("proj_out", node, d, c, 1, 1, hw, None)
+        return node
