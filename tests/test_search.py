@@ -64,6 +64,7 @@ def test_every_algorithm_evaluates_only_new_feasible_archs(algorithm, tmp_path):
         assert searcher.policy_feasible_share >= 0.95
 
 
+@pytest.mark.slow  # a quality proof (tens of seconds); benchmarks/search_efficiency.py measures it
 def test_evolution_beats_random_at_equal_evaluations(tmp_path):
     scores = {}
     for algorithm in ("random", "evolution"):
@@ -151,6 +152,7 @@ def test_optuna_study_is_stored_for_the_dashboard_and_resumes(tmp_path):
     assert len({tuple(t.params.items()) for t in complete}) == 60
 
 
+@pytest.mark.slow  # minutes of policy training; every algorithm's CLI test runs generative briefly
 def test_generative_policy_serves_any_budget_after_training(tmp_path):
     problem = _problem(budget=3.0)
     searcher = GenerativeSearch(problem, seed=0)
