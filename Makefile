@@ -18,15 +18,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 # Skip reasons are shown (-rs); tests marked slow are left out (see pyproject.toml).
-# Two workers, each running whole test files (module fixtures are built once per file).
-XDIST := -n 2 --dist loadfile
-
 test: venv
-	$(BIN)/python -m pytest -rs $(XDIST) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -rs $(PYTEST_ARGS)
 
 # Every test, the slow ones too: run before a change is merged.
 test-all: venv
-	$(BIN)/python -m pytest -rs $(XDIST) -m "slow or not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -rs -m "slow or not slow" $(PYTEST_ARGS)
 
 # NAS_DEMO_QUICK=1 runs the same steps at a size that only checks they work.
 demo: venv
