@@ -239,5 +239,4 @@ class ReadmeFlow:
             env={**os.environ, **ENVIRONMENT},
             timeout=900,
         )
-        outcome = Outcome(command, argv, done.returncode, done.stdout, done.stderr)
-        return outcome
+        return Outcome(command, argv, done.returncode, done.stdout, done.stderr)
