@@ -37,7 +37,7 @@ from nas.errors import InputError
 from nas.layers import Layer, layers_of, slots
 from nas.space import SearchSpace
 from predictors.kernels import FusionRules, KernelSpec, split_kernels
-from predictors.positions import ArchIndexer, PositionTable, position_layers
+from predictors.positions import ArchIndexer, PositionTable, StackedTables, position_layers
 from predictors.profile import DeviceProfile, KernelRecord, ProfileError, ProfileSpaceError
 
 MIN_REGRESSION_SAMPLES = 3
@@ -403,6 +403,7 @@ class LatencyPredictor:
         self.baseline = profile.baseline.ms(statistic) if profile.baseline else 0.0
         self.overhead = self._fit_overhead(profile)
         self._compiled: list[_Compiled] | None = None
+        self._stacked: StackedTables | None = None
         self._indexer = ArchIndexer(self.space)
         measured = profile.settings.get("resolutions") if profile.scheme == "operators" else None
         self.resolutions = tuple(measured or self.space.resolutions)
@@ -444,7 +445,7 @@ class LatencyPredictor:
         self._require()
         other = copy.copy(self)
         other.overhead = self._overhead_from(models)
-        other._compiled = None
+        other._compiled = other._stacked = None
         return other
 
     @classmethod
@@ -561,7 +562,7 @@ class LatencyPredictor:
                 table[flat] = sum(share[u] for u in units)
                 regressed[flat] = any(costs[u][1] for u in units)
             compiled.append(_Compiled(PositionTable.build(space, position, table), regressed))
-        self._compiled = compiled
+        self._compiled, self._stacked = compiled, None
         return time.perf_counter() - start
 
     def predict(self, archs: Sequence[Arch]) -> np.ndarray:
@@ -588,17 +589,15 @@ class LatencyPredictor:
 
     def _lookup(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         self._check_resolutions(index)
-        total = np.full(len(index), self.overhead.constant, dtype=np.float64)
-        regressed = np.zeros(len(index), dtype=bool)
-        for c in self._compiled_tables():
-            flat = c.latency.flat(index)
-            values, flags = c.latency.values[flat], c.regressed[flat]
-            active = c.latency.active(index)
-            if active is not None:
-                values, flags = values * active, flags & active
-            total += values
-            regressed |= flags
-        return total, regressed
+        if self._stacked is None:
+            compiled = self._compiled_tables()
+            self._stacked = StackedTables(
+                [c.latency for c in compiled],
+                len(self.space.dimensions),
+                [[c.regressed for c in compiled]],
+            )
+        values, flags = self._stacked.lookup(np.asarray(index))
+        return self.overhead.constant + values.sum(axis=1), flags.any(axis=1)
 
     def _check_resolutions(self, index: np.ndarray) -> None:
         bad = ~self._resolution_ok[index[:, 0]] if len(index) else np.zeros(0, dtype=bool)

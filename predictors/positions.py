@@ -77,6 +77,38 @@ class PositionTable:
         return values * active.reshape(-1, *([1] * (values.ndim - 1)))
 
 
+class StackedTables:
+    """Several :class:`PositionTable` of one space (and extra per-entry columns of the same
+    shape) looked up together: one gather for all positions, so that small batches of archs
+    (a search's candidate moves) cost a few numpy calls rather than a few per position."""
+
+    def __init__(self, tables: Sequence[PositionTable], n_dims: int, columns: Sequence = ()):
+        sizes = [len(t.values) for t in tables]
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        self.strides = np.zeros((n_dims, len(tables)), dtype=np.float64)
+        for p, t in enumerate(tables):
+            np.add.at(self.strides[:, p], t.deps, t.strides)
+        self.values = [np.concatenate([t.values for t in tables])]
+        self.values += [np.concatenate(list(column)) for column in columns]
+        # active[p, j]: position p has a layer when its depth decision takes value index j
+        depth_sizes = [0 if t.depth_values is None else len(t.depth_values) for t in tables]
+        self.depth_cols = np.array(
+            [0 if t.depth_values is None else t.position.depth_dim for t in tables], np.int64
+        )
+        self.active = np.ones((len(tables), max([1, *depth_sizes])), dtype=bool)
+        for p, t in enumerate(tables):
+            if t.depth_values is not None:
+                self.active[p, : len(t.depth_values)] = t.depth_values > t.position.layer
+        self._positions = np.arange(len(tables))[None, :]
+
+    def lookup(self, index: np.ndarray) -> list[np.ndarray]:
+        """(archs, positions) entries of each value array, zero where an arch has no layer."""
+        # a float product (BLAS) is exact here (entries far below 2**53) and much faster
+        flat = (index.astype(np.float64) @ self.strides).astype(np.int64) + self.offsets
+        active = self.active[self._positions, index[:, self.depth_cols]]
+        return [v[flat] * active for v in self.values]
+
+
 def tabulate(space: SearchSpace, quantity: Callable[[Layer], Any]) -> list[PositionTable]:
     """``quantity(layer)`` (a number or a row of numbers) tabulated at every position of ``space``."""
     return [

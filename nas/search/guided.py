@@ -83,6 +83,9 @@ class ArchMatrix:
             for d in dims
         ]
         self._indexer = ArchIndexer(space)
+        # every (dimension, value index) pair, dimension by dimension: the candidate moves
+        self._move_dims = np.repeat(np.arange(len(self.sizes)), self.sizes)
+        self._move_values = np.concatenate([np.arange(size) for size in self.sizes])
 
     def indices(self, archs: Sequence[Arch]) -> np.ndarray:
         return self._indexer.indices(list(archs)).astype(np.int64).reshape(-1, len(self.sizes))
@@ -133,16 +136,10 @@ class ArchMatrix:
     def neighbours(self, row: np.ndarray) -> np.ndarray:
         """The rows that differ from ``row`` in one present decision (canonical)."""
         present = ~self.absent(row[None])[0]
-        moves = [
-            (k, v)
-            for k, size in enumerate(self.sizes)
-            if present[k]
-            for v in range(size)
-            if v != row[k]
-        ]
-        dims, values = np.array(moves).T
-        out = np.repeat(row[None], len(moves), axis=0)
-        out[np.arange(len(moves)), dims] = values
+        keep = present[self._move_dims] & (self._move_values != row[self._move_dims])
+        dims, values = self._move_dims[keep], self._move_values[keep]
+        out = np.repeat(row[None], len(dims), axis=0)
+        out[np.arange(len(dims)), dims] = values
         return self.canonical(out) if self.per_layer else out
 
     @staticmethod
@@ -261,11 +258,15 @@ class GuidedSearch:
     def _value(self, weights: np.ndarray):
         """The linear model ``weights`` as a function of (rows, budget shares)."""
         n_shares = len(self.indexed)
-        table = self.matrix.contributions(weights[: len(weights) - n_shares])
+        contributions = self.matrix.contributions(weights[: len(weights) - n_shares])
+        table = np.zeros((len(contributions), int(self.matrix.sizes.max())))
+        for k, t in enumerate(contributions):
+            table[k, : len(t)] = t
+        dims = np.arange(len(contributions))[None, :]
         w_shares = weights[len(weights) - n_shares :]
 
         def value(rows: np.ndarray, shares: np.ndarray) -> np.ndarray:
-            parts = np.stack([t[rows[:, k]] for k, t in enumerate(table)], axis=1)
+            parts = table[dims, rows]
             if self.matrix.per_layer:
                 parts[self.matrix.absent(rows)] = 0.0
             return parts.sum(axis=1) + shares @ w_shares
