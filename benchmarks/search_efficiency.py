@@ -8,23 +8,28 @@ script (``search_efficiency_optimum.json``).
 
 For every algorithm of ``nas search`` (the default marked ``*``), and two baselines written here
 -- uniform random sampling of feasible archs and regularized (aging) evolution (Real et al.,
-2019) -- each seed runs one search per evaluation budget (20, 50, 200 and 500 by default, each
-with the settings that budget gets) through :func:`nas.search.run_search`, which counts as an
-evaluation only a new arch meeting the budget. The table gives, as medians over seeds:
+2019) -- each seed runs one search per search size (``--sizes``, 50 and 500 by default, each
+with the settings of that evaluation budget) through :func:`nas.search.run_search`, which counts
+as an evaluation only a new arch meeting the budget. The best value found so far is recorded at
+each checkpoint (``--evaluations``, 20, 50, 200 and 500 by default), read from the smallest
+search that reaches it. The table gives, as medians over seeds (their number in brackets):
 
-* regret: optimum minus the best proxy value found;
+* regret: optimum minus the best proxy value found within the checkpoint's evaluations;
 * top %: the share of 20,000 uniformly random feasible archs at least as good as the best found;
-* proposals per evaluation, and wall seconds, of the largest budget.
+* proposals per evaluation, wall and CPU seconds of the largest search.
 
 Then the Optuna samplers are timed with the study in memory, in the journal file the search
 uses (``study.journal``) and in SQLite, on the same search, as ratios to the in-memory time.
 
     nice -n 10 python benchmarks/search_efficiency.py --profile PIXEL4.json
-        [--seeds 10] [--evaluations 20 50 200 500] [--algorithms ...] [--out DIR]
+        [--seeds 10] [--evaluations 20 50 200 500] [--sizes 50 500] [--algorithms ...]
+        [--out DIR] [--no-storage] [--report-only]
 
 (``PIXEL4.json``: ``nas device import-table pixel4
 ../shared/data/pixel4_elasticvit/pixel4_lut.json --out PIXEL4.json``.) Each finished search is
-appended to ``DIR/cells.jsonl`` (default ``runs/search_efficiency``): a killed run resumes.
+appended to ``DIR/cells.jsonl`` (default ``runs/search_efficiency``): a killed run resumes, and
+runs of other algorithms or more seeds add to the same table. On a shared machine run it with
+one BLAS thread (``OMP_NUM_THREADS=1``): the searches are sequential and small.
 """
 
 from __future__ import annotations
@@ -166,26 +171,37 @@ def reference_scores(space, predictor, budget: float, folder: Path) -> np.ndarra
     return scores
 
 
-def run_cell(space, predictor, budget, algorithm, seed, evaluations, storage="journal") -> dict:
+def run_cell(
+    space, predictor, budget, algorithm, seed, evaluations, checkpoints=(), storage="journal"
+) -> dict:
+    """One search of ``evaluations`` evaluations; the best value found, and the best among the
+    first ``n`` evaluations for each checkpoint ``n`` up to ``evaluations``."""
     problem = make_problem(space, predictor, budget)
     searcher = make(algorithm, problem, seed, evaluations, storage)
     with tempfile.TemporaryDirectory() as folder:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         found = run_search(problem, searcher, evaluations, folder, progress=False)
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         counts = json.loads((Path(folder) / "progress.json").read_text())
-    best = max(e.objectives["proxy_capacity"] for e in found if e.feasible)
     assert all(e.feasible for e in found) and len({e.arch for e in found}) == len(found)
+    so_far = np.maximum.accumulate([e.objectives["proxy_capacity"] for e in found])
     return {
         "budget": budget,
         "algorithm": algorithm,
         "seed": seed,
         "evaluations": evaluations,
-        "best": float(best),
+        "best": float(so_far[-1]),
+        "best_at": {str(n): float(so_far[n - 1]) for n in checkpoints if n <= len(so_far)},
         "seconds": seconds,
+        "cpu_seconds": cpu,
         "counts": counts,
         "resolved": searcher.name,
     }
+
+
+def run_size(checkpoint: int, sizes: Sequence[int]) -> int:
+    """The search a checkpoint is read from: the smallest search size that reaches it."""
+    return min(s for s in sizes if s >= checkpoint)
 
 
 # --------------------------------------------------------------------- report
@@ -195,62 +211,96 @@ def _median(values) -> float:
     return float(statistics.median(values)) if values else float("nan")
 
 
-def print_table(cells: list[dict], optimum: dict, references: dict, sizes, algorithms) -> None:
+def print_table(
+    cells: list[dict], optimum: dict, references: dict, checkpoints, sizes, algorithms
+) -> None:
     for budget, opt in optimum.items():
-        print(f"\nbudget {budget:g} ms: optimum {opt:.4f}; median over seeds")
+        print(f"\nbudget {budget:g} ms: optimum {opt:.4f}; median over seeds (seeds run)")
         header = ["algorithm"]
-        header += [f"regret@{n}" for n in sizes] + [f"top%@{n}" for n in sizes]
-        header += [f"prop/eval@{sizes[-1]}", f"s@{sizes[-1]}"]
+        header += [f"regret@{n}" for n in checkpoints] + [f"top%@{n}" for n in checkpoints]
+        header += [f"prop/eval@{sizes[-1]}", f"s@{sizes[-1]}", f"cpu s@{sizes[-1]}"]
         print("| " + " | ".join(header) + " |")
         print("|" + "---|" * len(header))
+        ref = references[budget]
         for algorithm in algorithms:
             mine = [c for c in cells if c["budget"] == budget and c["algorithm"] == algorithm]
             if not mine:
                 continue
-            row = [algorithm]
-            ref = references[budget]
             regrets, tops = [], []
-            for n in sizes:
-                best = [c["best"] for c in mine if c["evaluations"] == n]
-                regrets.append(f"{_median([opt - b for b in best]):.4f}")
+            for n in checkpoints:
+                size = run_size(n, sizes)
+                best = [c["best_at"][str(n)] for c in mine if c["evaluations"] == size]
+                regrets.append(f"{_median([opt - b for b in best]):.4f} ({len(best)})")
                 share = [
                     100 * (len(ref) - np.searchsorted(ref, b, "left")) / len(ref) for b in best
                 ]
                 tops.append(f"{_median(share):.3f}")
             last = [c for c in mine if c["evaluations"] == sizes[-1]]
             ratio = [c["counts"]["proposals"] / max(c["counts"]["evaluations"], 1) for c in last]
-            row += regrets + tops
-            row += [f"{_median(ratio):.2f}", f"{_median([c['seconds'] for c in last]):.1f}"]
+            row = [algorithm, *regrets, *tops, f"{_median(ratio):.2f}"]
+            row += [f"{_median([c[k] for c in last]):.1f}" for k in ("seconds", "cpu_seconds")]
             print("| " + " | ".join(row) + " |")
 
 
 def storage_timing(space, predictor, budget: float, evaluations: int) -> None:
     print(f"\nOptuna study storage, one search of {evaluations} evaluations at {budget:g} ms:")
-    print("| sampler | memory s | journal s | sqlite s | journal/memory | sqlite/memory |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| sampler | proposals | memory s (cpu) | journal s (cpu) | sqlite s (cpu) "
+        "| journal/memory | sqlite/memory | result |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for algorithm in ("nsga2", "tpe"):
-        seconds, bests = {}, {}
-        for storage in ("memory", "journal", "sqlite"):
-            cell = run_cell(space, predictor, budget, algorithm, 0, evaluations, storage)
-            seconds[storage], bests[storage] = cell["seconds"], cell["best"]
-        same = "same result" if len(set(bests.values())) == 1 else "RESULTS DIFFER"
-        m = seconds["memory"]
+        cells = {
+            storage: run_cell(space, predictor, budget, algorithm, 0, evaluations, (), storage)
+            for storage in ("memory", "journal", "sqlite")
+        }
+        same = len({c["best"] for c in cells.values()}) == 1
+        wall = {k: f"{c['seconds']:.1f} ({c['cpu_seconds']:.1f})" for k, c in cells.items()}
+        m = cells["memory"]["seconds"]
         print(
-            f"| {algorithm} | {m:.1f} | {seconds['journal']:.1f} | {seconds['sqlite']:.1f} | "
-            f"{seconds['journal'] / m:.2f} | {seconds['sqlite'] / m:.2f} |  ({same})"
+            f"| {algorithm} | {cells['memory']['counts']['proposals']} | {wall['memory']} "
+            f"| {wall['journal']} | {wall['sqlite']} | {cells['journal']['seconds'] / m:.2f} "
+            f"| {cells['sqlite']['seconds'] / m:.2f} | {'same' if same else 'DIFFER'} |"
         )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", required=True, help="Pixel 4 device profile (JSON)")
-    parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--evaluations", type=int, nargs="+", default=[20, 50, 200, 500])
+    parser.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 per algorithm")
+    parser.add_argument(
+        "--evaluations",
+        type=int,
+        nargs="+",
+        default=[20, 50, 200, 500],
+        help="checkpoints: the best found within the first N evaluations of a search",
+    )
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[50, 500],
+        help="searches run per algorithm, seed and budget, each with the settings of its "
+        "evaluation budget; a checkpoint is read from the smallest size that reaches it "
+        "(default 50 and 500: 20 and 50 from the search set for 50, 200 and 500 from the one "
+        "set for 500)",
+    )
     choices = [*ALGORITHMS, *BASELINES]
-    parser.add_argument("--algorithms", nargs="+", default=choices, choices=choices)
-    parser.add_argument("--out", type=Path, default=Path("runs/search_efficiency"))
+    parser.add_argument(
+        "--algorithms", nargs="+", default=choices, choices=choices, help="default: all"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/search_efficiency"),
+        help="cells.jsonl (one line per finished search; rerun to resume) and reference caches",
+    )
     parser.add_argument("--no-storage", action="store_true", help="skip the storage timing")
+    parser.add_argument(
+        "--report-only", action="store_true", help="print the tables of the cells done; run none"
+    )
     args = parser.parse_args()
+    args.sizes = sorted(set(args.sizes) | {max(args.evaluations)})
     from predictors.latency import LatencyPredictor
 
     space = search_spaces.get("elasticvit")
@@ -275,16 +325,17 @@ def main() -> None:
     done = {(c["budget"], c["algorithm"], c["seed"], c["evaluations"]) for c in cells}
     todo = [
         (b, a, s, n)
-        for b in optimum
-        for a in args.algorithms
         for s in range(args.seeds)
-        for n in args.evaluations
-        if (b, a, s, n) not in done
+        for a in args.algorithms
+        for b in optimum
+        for n in args.sizes
+        if (b, a, s, n) not in done and not args.report_only
     ]
     start = time.perf_counter()
     with cells_path.open("a") as f:
-        for b, a, s, n in tqdm(todo, desc="searches", unit="search"):
-            cell = run_cell(space, predictor, b, a, s, n)
+        for b, a, s, n in (bar := tqdm(todo, desc="searches", unit="search")):
+            bar.set_postfix_str(f"{a} {b:g} ms seed {s} x{n}")
+            cell = run_cell(space, predictor, b, a, s, n, args.evaluations)
             if cell["best"] > optimum[b] + 1e-9:
                 raise SystemExit(f"{a} found {cell['best']} > the stored optimum {optimum[b]}")
             cells.append(cell)
@@ -299,8 +350,8 @@ def main() -> None:
         f"elasticvit, capacity proxy, {args.profile}; * = the default of `nas search`; "
         f"{len(todo)} searches run now in {time.perf_counter() - start:.0f} s"
     )
-    print_table(cells, optimum, references, args.evaluations, names)
-    if not args.no_storage:
+    print_table(cells, optimum, references, args.evaluations, args.sizes, names)
+    if not args.no_storage and not args.report_only:
         storage_timing(space, predictor, list(optimum)[1], args.evaluations[-1])
 
 

@@ -130,6 +130,8 @@ def run_search(
         if best is not None:
             bar.set_postfix({problem.primary.name: f"{best.objectives[problem.primary.name]:.4g}"})
     bar.close()
+    if hasattr(searcher, "save_state"):  # proposals rejected after the last step's save
+        searcher.save_state(folder)
     counts.save(folder)
     return done
 

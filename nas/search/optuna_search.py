@@ -1,7 +1,8 @@
 """Optuna's NSGA-II and TPE samplers driving the search.
 
 The study is named after the search, its metrics after the objectives, and it lives in the search
-folder as Optuna's journal file ``study.journal`` (at in-memory speed; ``optuna-dashboard
+folder as Optuna's journal file ``study.journal``, kept in memory and appended once per search
+step (:class:`~nas.search.journal.StepJournal`: at in-memory speed; ``optuna-dashboard
 RUN/search/NAME/study.journal`` opens it), so a killed search resumes where it stopped.
 
 Every proposal becomes a trial. Constraint values (``value - limit``, feasible when <= 0) are
@@ -25,6 +26,7 @@ from pathlib import Path
 import optuna
 
 from nas.arch import Arch
+from nas.search.journal import StepJournal
 from nas.search.problem import Evaluation, Problem
 from nas.search.searchers import sample_feasible
 
@@ -69,6 +71,7 @@ class OptunaSearch:
         self.pending: dict[Arch, list[optuna.Trial]] = {}
         self._study: optuna.Study | None = None
         self._known: set[Arch] | None = None
+        self._journal: StepJournal | None = None
 
     # ----------------------------------------------------------------- the study
 
@@ -102,10 +105,8 @@ class OptunaSearch:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         storage = None
         if self.storage == "journal" and folder is not None:
-            from optuna.storages.journal import JournalFileBackend
-
-            path = str(Path(folder) / STUDY_FILE["journal"])
-            storage = optuna.storages.JournalStorage(JournalFileBackend(path))
+            self._journal = StepJournal(str(Path(folder) / STUDY_FILE["journal"]))
+            storage = optuna.storages.JournalStorage(self._journal)
         elif self.storage == "sqlite" and folder is not None:
             storage = f"sqlite:///{Path(folder) / STUDY_FILE['sqlite']}"
         self._study = optuna.create_study(
@@ -127,6 +128,11 @@ class OptunaSearch:
             rng = random.Random(self.seed)
             for arch in sample_feasible(self.problem, rng, self.startup):
                 self._study.enqueue_trial(self._params(arch, rng))
+
+    def save_state(self, folder: Path) -> None:
+        """Write the study's new trials to its journal file (once per search step)."""
+        if self._journal is not None:
+            self._journal.flush()
 
     @property
     def study(self) -> optuna.Study:
