@@ -236,15 +236,17 @@ class GenerativeSearch:
         chosen: list[Arch] = []
         for _ in range(50):
             budgets = self._budgets(max(self.draws, 2 * n), self.target)
-            archs, indices, _, ok = self._draw(budgets, self.pretrain_lr)
+            archs, indices, values, ok = self._draw(budgets, self.pretrain_lr)
             at_target = budgets == self.target
             self.sampled_at_target += int(at_target.sum())
             self.feasible_at_target += int((ok & at_target).sum())
-            for arch, b, idx, good in zip(archs, budgets, indices, ok, strict=True):
+            # the draws at the search's budget that meet it, those using most of it first
+            for i in sorted(np.flatnonzero(ok & at_target), key=lambda i: -values[i]):
+                arch = archs[i]
                 if len(chosen) == n:
                     break
-                if good and arch not in chosen and not self.problem.evaluated(arch):
-                    self.asked.setdefault(arch, []).append((float(b), idx))
+                if arch not in chosen and not self.problem.evaluated(arch):
+                    self.asked.setdefault(arch, []).append((float(budgets[i]), indices[i]))
                     chosen.append(arch)
             if len(chosen) == n:
                 break
