@@ -3,6 +3,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Test workers (pytest-xdist): tests that share a built world of runs stay on one worker.
+TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist loadgroup
 DEMO_OUT ?= runs/demo
 
 .PHONY: venv test test-all demo lint format bench clean
@@ -19,11 +22,11 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 # Skip reasons are shown (-rs); tests marked slow are left out (see pyproject.toml).
 test: venv
-	$(BIN)/python -m pytest -rs $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -rs $(XDIST) $(PYTEST_ARGS)
 
 # Every test, the slow ones too: run before a change is merged.
 test-all: venv
-	$(BIN)/python -m pytest -rs -m "slow or not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -rs -m "slow or not slow" $(XDIST) $(PYTEST_ARGS)
 
 # NAS_DEMO_QUICK=1 runs the same steps at a size that only checks they work.
 demo: venv
