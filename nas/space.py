@@ -455,7 +455,8 @@ def _stage_from_dict(data: Any, where: str) -> StageSpec:
     settings = {
         s.name: s.parse(data.get(s.name, s.default), f"{where}.{s.name}") for s in kind.settings
     }
-    kind.check_stage(choices, settings, where)
+    for name in blocks:  # each kind of the stage refuses what it cannot build
+        block_kind(name).check_stage(choices, settings, where)
     return StageSpec(
         kind=declared,
         choices=choices,

@@ -39,6 +39,15 @@ def test_user_space_from_yaml(tmp_path, tiny_space):
     assert space.validate(space.sample(0))
 
 
+CASCADED = {
+    "blocks": ["transformer", "efficientvit_msra"],
+    "depths": [1],
+    "widths": [24],
+    "head_dim": 4,
+    "mlp_ratios": [2],
+}
+
+
 @pytest.mark.parametrize(
     "patch, message",
     [
@@ -46,6 +55,15 @@ def test_user_space_from_yaml(tmp_path, tiny_space):
         ({"stages": [{"kind": "mlp"}]}, r"stages\[0\].kind = 'mlp' is not allowed; choices"),
         ({"head": {"feature_width": 8}}, "expand_ratio or expand_width"),
         ({"colour": "red"}, r"unknown key\(s\) \['colour'\]"),
+        # every kind of a stage checks it: cascaded heads split the width evenly
+        (
+            {"stages": [{**CASCADED, "heads": [2, 5]}]},
+            r"multiples of every heads value.*\(24, 5\)",
+        ),
+        (
+            {"stages": [{**CASCADED, "heads": [4], "attentions": ["separable"]}]},
+            r"separable attention needs .* head_dim = 4; not so for \[6\]",
+        ),
     ],
 )
 def test_malformed_space_is_refused_with_the_key(patch, message):

@@ -31,9 +31,9 @@ def test_hybrid_zoo_trains_measures_searches_and_exports(tmp_path):
 
     builtin = search_spaces.get("hybrid-zoo")
     assert {"mbconv", "fused_mbconv", "repvit"} == set(builtin.stages[0].blocks)
-    assert {"transformer", "mobilevit", "mobilevitv2", "efficientformer"} == set(
-        builtin.stages[2].blocks
-    )
+    global_kinds = {"transformer", "mobilevit", "mobilevitv2", "efficientformer"}
+    global_kinds |= {"efficientvit_mit", "efficientvit_msra"}
+    assert global_kinds == set(builtin.stages[2].blocks)
     space = tmp_path / "zoo16.yaml"
     smaller = {**builtin.to_dict(), "name": "hybrid-zoo-small", "resolutions": [16]}
     for part in [smaller["stem"], *smaller["stages"]]:
@@ -52,6 +52,7 @@ def test_hybrid_zoo_trains_measures_searches_and_exports(tmp_path):
     )
     kinds = {k["kind"] for k in json.loads(profile.read_text())["kernels"]}
     assert {"pool-mixer", "attn-separable", "attn-softmax", "attn-relu_linear"} <= kinds
+    assert {"lite-mla", "cga-head"} <= kinds
     nas(
         *f"search --run {run} --device {profile} --latency-ms 100 --evaluations 10 "
         f"--batch-size 5 --name zoo".split()

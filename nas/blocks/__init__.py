@@ -18,6 +18,8 @@ import importlib
 # The built-in kinds (importing a kind's module registers it).
 from nas.blocks import (  # noqa: F401
     efficientformer,
+    efficientvit_mit,
+    efficientvit_msra,
     fused_mbconv,
     head,
     mbconv,

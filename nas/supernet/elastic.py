@@ -74,6 +74,43 @@ class ElasticConv2d(nn.Module):
         return state
 
 
+class ElasticGroupedConv2d(ElasticConv2d):
+    """1x1 conv in groups of ``group`` channels (each group's outputs from its own inputs): the
+    leading groups of the largest weight."""
+
+    def __init__(self, max_channels: int, group: int):
+        nn.Module.__init__(self)
+        self.stride, self.depthwise, self.max_kernel, self.group = 1, False, 1, group
+        self.weight = nn.Parameter(torch.empty(max_channels, group, 1, 1))
+        self.bias = None
+        nn.init.kaiming_uniform_(self.weight, a=5**0.5)
+        self.set_active(max_channels, max_channels)
+
+    def active_weight(self) -> torch.Tensor:
+        return self.weight[: self.out_ch]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.active_weight(), None, 1, 0, 1, self.out_ch // self.group)
+
+
+class ElasticSegmentConv2d(ElasticConv2d):
+    """1x1 conv over ``segments`` equal parts laid side by side (heads, scales): the leading
+    ``in_ch / segments`` inputs of each part of the largest weight's inputs."""
+
+    def __init__(self, max_in: int, max_out: int, max_segments: int):
+        super().__init__(max_in, max_out, 1)
+        self.max_part = max_in // max_segments
+        self.segments = max_segments
+
+    def set_segments(self, segments: int) -> None:
+        self.segments = segments
+
+    def active_weight(self) -> torch.Tensor:
+        part, weight = self.in_ch // self.segments, self.weight[: self.out_ch]
+        starts = range(0, self.segments * self.max_part, self.max_part)
+        return torch.cat([weight[:, s : s + part] for s in starts], dim=1)
+
+
 class ElasticBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm2d over the first ``channels``; running statistics are updated in place."""
 

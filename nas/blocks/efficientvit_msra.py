@@ -1,0 +1,165 @@
+"""EfficientViT (Microsoft, Liu et al.): the sandwich block. ``x + BN(dw3x3(x))``, ``x +
+FFN(x)``, ``x + CGA(x)``, ``x + BN(dw3x3(x))``, ``x + FFN(x)``; FFN = 1x1 conv + BN, activation,
+1x1 conv + BN.
+
+Cascaded group attention (CGA): the input's channels are split into ``heads`` parts of ``v_dim =
+width / heads`` channels; head i takes its part plus head i-1's output, projects it (1x1 conv +
+BN) to queries and keys of ``head_dim`` channels and values of ``v_dim``, runs a 5x5 depthwise
+conv + BN on its queries, and attends over all tokens; the heads' outputs are concatenated,
+activated and projected back (1x1 conv + BN). Each head's attention is the layer's attention kind
+(softmax, as EfficientViT, or ReLU-linear or separable: the per-layer heterogeneous choice), with
+the transformer's learned relative-position bias where the kind adds one. EfficientViT attends
+within 7x7 windows on larger maps; here attention is global (the small maps of EfficientViT's
+later stages, where windows cover the whole map).
+
+Cascaded group attention is not an attention kind of the registry: attention kinds compute a core
+from queries, keys and values projected from the whole input, while each cascaded head projects
+its own input, which depends on the previous head's output. It is this block's frame around an
+attention kind instead.
+
+It takes the transformer kind's choices and settings and opens each stage with the same
+downsampling MBConv layer. Of the choices it uses ``heads`` (default width / head_dim; widths must
+be multiples of the heads), ``attentions`` and ``mlp_ratios`` (the FFN's; EfficientViT uses 2),
+and the stage's ``head_dim`` (the key dim, 16 in EfficientViT) and ``activation`` (ReLU in
+EfficientViT); ``v_scales`` does not change it. Each head, from its input split to its output, is
+one latency unit (``cga-head``). The torch half is :mod:`nas.blocks.nn.efficientvit_msra`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+from nas.blocks.registry import LayerContext, attention_kind, register_block
+from nas.blocks.shapes import SameShape
+from nas.blocks.transformer import Transformer
+from nas.grammar import SpaceError
+
+#: Kernel of the depthwise conv on each head's queries (EfficientViT-M0's, every head).
+QUERY_KERNEL = 5
+#: Kernel of the depthwise convs opening and closing the sandwich.
+DEPTHWISE_KERNEL = 3
+
+
+@dataclass(frozen=True)
+class EfficientViTMSRALayer(SameShape):
+    """The sandwich block on a ``hw`` x ``hw`` map of ``width`` channels."""
+
+    slot: str
+    hw: int
+    width: int
+    heads: int
+    key_dim: int
+    mlp_ratio: int
+    attention: str
+    activation: str
+
+    @property
+    def v_dim(self) -> int:
+        """Channels of each head's input split and output."""
+        return self.width // self.heads
+
+    @property
+    def hidden(self) -> int:
+        return self.width * self.mlp_ratio
+
+    def head_view(self) -> SimpleNamespace:
+        """One head as the attention kinds' graphs read a layer."""
+        return SimpleNamespace(hw=self.hw, heads=1, head_dim=self.key_dim, v_dim=self.v_dim)
+
+
+@register_block
+class EfficientViTMSRA(Transformer):
+    name = "efficientvit_msra"
+    layer_type = EfficientViTMSRALayer
+    example = {
+        "blocks": ["efficientvit_msra", "transformer"],
+        "per_layer": ["block", "attention"],
+        "depths": [1, 2],
+        "widths": [8, 16],
+        "attentions": ["softmax", "relu_linear", "separable"],
+        "head_dim": 4,
+        "mlp_ratios": [2, 3],
+        "stride": 2,
+        "activation": "relu",
+    }
+    static = "nas.blocks.nn.efficientvit_msra:EfficientViTMSRABlock"
+    elastic = "nas.blocks.nn.efficientvit_msra:ElasticEfficientViTMSRABlock"
+    units = {"cga-head": "nas.blocks.nn.efficientvit_msra:cga_head_kernel"}
+
+    def check_stage(self, choices: Mapping[str, tuple], settings: Mapping[str, Any], where: str):
+        super().check_stage(choices, settings, where)
+        heads = choices.get("heads", ())
+        bad = sorted({(w, h) for w in choices["width"] for h in heads if w % h})
+        if bad:
+            raise SpaceError(
+                f"{where}: widths must be multiples of every heads value (each cascaded head takes "
+                f"width / heads channels); not so for (width, heads) {bad}"
+            )
+        if "separable" in choices.get("attention", ()):
+            v_dims = {w // h for w in choices["width"] for h in heads} or {settings["head_dim"]}
+            bad_v = sorted(v for v in v_dims if v % settings["head_dim"])
+            if bad_v:
+                raise SpaceError(
+                    f"{where}: separable attention needs each head's width / heads to be a "
+                    f"multiple of head_dim = {settings['head_dim']}; not so for {bad_v}"
+                )
+
+    def layer(self, ctx: LayerContext) -> EfficientViTMSRALayer:
+        t = super().layer(ctx)
+        return EfficientViTMSRALayer(
+            ctx.slot, t.hw, t.width, t.heads, t.head_dim, t.mlp_ratio, t.attention, t.activation
+        )
+
+    def graph(self, b, layer: EfficientViTMSRALayer, x: str) -> str:
+        x = self._depthwise(b, "dw1", layer, x)
+        x = self._ffn(b, "ffn1", layer, x)
+        x = self._attention(b, layer, x)
+        x = self._depthwise(b, "dw2", layer, x)
+        return self._ffn(b, "ffn2", layer, x)
+
+    def _depthwise(self, b, name: str, layer: EfficientViTMSRALayer, x: str) -> str:
+        c, hw = layer.width, layer.hw
+        node, _ = b.conv_bn_act(name, x, c, c, DEPTHWISE_KERNEL, 1, hw, None, depthwise=True)
+        return b.op(f"{name}.add", "add", [node, x], (c, hw, hw), (c, hw, hw))
+
+    def _ffn(self, b, name: str, layer: EfficientViTMSRALayer, x: str) -> str:
+        c, hw, hidden = layer.width, layer.hw, layer.hidden
+        node, _ = b.conv_bn_act(f"{name}.fc1", x, c, hidden, 1, 1, hw, layer.activation)
+        node, _ = b.conv_bn_act(f"{name}.fc2", node, hidden, c, 1, 1, hw, None)
+        return b.op(f"{name}.add", "add", [node, x], (c, hw, hw), (c, hw, hw))
+
+    def _attention(self, b, layer: EfficientViTMSRALayer, x: str) -> str:
+        c, hw, kd, dv = layer.width, layer.hw, layer.key_dim, layer.v_dim
+        n, shape, head_shape = hw * hw, (c, hw, hw), (dv, hw, hw)
+        kind = attention_kind(layer.attention)
+        outputs: list[str] = []
+        for i in range(layer.heads):
+            features = {"side": hw, "key_dim": kd, "v_dim": dv, "attention": kind.name}
+            with (
+                b.copy(f"head{i}", shares_weights=False),
+                b.unit("cga-head", **features, cascade=int(i > 0)),
+            ):
+                feat = b.op("attn.split", "slice", [x], shape, head_shape)
+                if outputs:
+                    feat = b.op("attn.cascade", "add", [feat, outputs[-1]], head_shape, head_shape)
+                qkv, _ = b.conv_bn_act("attn.qkv", feat, dv, 2 * kd + dv, 1, 1, hw, None)
+                q = b.op("attn.q", "slice", [qkv], (2 * kd + dv, hw, hw), (kd, hw, hw))
+                q, _ = b.conv_bn_act("attn.q_dw", q, kd, kd, QUERY_KERNEL, 1, hw, None, True)
+                q = b.op("attn.q_tokens", "reshape", [q], (kd, hw, hw), (1, n, kd))
+                kv = b.op(
+                    "attn.kv_tokens", "reshape", [qkv], (2 * kd + dv, hw, hw), (1, n, kd + dv)
+                )
+                out = kind.graph(b, layer.head_view(), q, kv, kv)
+                outputs.append(b.op("attn.image", "reshape", [out], (1, n, dv), head_shape))
+        node = outputs[0]
+        if len(outputs) > 1:
+            node = b.op("attn.concat", "concat", outputs, head_shape, shape)
+        node = b.op("attn.act", layer.activation, [node], shape, shape)
+        node, _ = b.conv_bn_act("attn.proj", node, c, c, 1, 1, hw, None)
+        return b.op("attn.add", "add", [node, x], shape, shape)
+
+    def table_keys(self, table: str, layer: EfficientViTMSRALayer) -> list[str] | None:
+        return None
