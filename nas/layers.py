@@ -129,7 +129,7 @@ def stage_sides(
     """(side after the stem, side entering each stage, side inside each stage) at a resolution.
 
     A stage changes the side by its stride only (applied by its entry, or by its first layer)."""
-    return _sides(space.stem.stride, tuple(s.stride for s in space.stages), resolution)
+    return _sides(space.stem.total_stride, tuple(s.stride for s in space.stages), resolution)
 
 
 def slot_layer(space: SearchSpace, slot: Slot, values: Sequence[Any] | Mapping[str, Any]) -> Layer:
@@ -156,7 +156,7 @@ def _builder(space: SearchSpace, slot: Slot):
     strides = tuple(s.stride for s in space.stages)
 
     def sides(resolution: int):
-        return _sides(space.stem.stride, strides, resolution)
+        return _sides(space.stem.total_stride, strides, resolution)
 
     name, role = slot.name, slot.role
     if role in ("stem", "stem_ds"):

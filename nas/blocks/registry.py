@@ -110,6 +110,8 @@ class BlockKind:
     aliases: ClassVar[tuple[str, ...]] = ()
     #: The layer record (frozen dataclass) its :meth:`layer` returns.
     layer_type: ClassVar[type]
+    #: Other layer records of this kind (a kind whose layers take several forms).
+    other_layer_types: ClassVar[tuple[type, ...]] = ()
     choices: ClassVar[tuple[ChoiceSpec, ...]] = ()
     settings: ClassVar[tuple[SettingSpec, ...]] = ()
     #: Least number of layers a stage of this kind may have.
@@ -138,6 +140,11 @@ class BlockKind:
 
     def check_stage(self, choices: Mapping[str, tuple], settings: Mapping[str, Any], where: str):
         """Refuse combinations of keys that are each valid alone (raise :class:`SpaceError`)."""
+
+    def stage_entry(self, settings: Mapping[str, Any]) -> str | None:
+        """The entry slot name of a stage of this kind with ``settings`` (:attr:`entry`, unless
+        the settings leave the entry out)."""
+        return self.entry
 
     def layer(self, ctx: LayerContext) -> Layer:
         """The layer record of a layer of this kind."""
@@ -239,7 +246,8 @@ def register_block(cls: type[BlockKind]) -> type[BlockKind]:
     _KINDS[kind.name] = kind
     for name in (kind.name, *kind.aliases):
         _ALIASES[name] = kind.name
-    _BY_LAYER[kind.layer_type] = kind
+    for layer_type in (kind.layer_type, *kind.other_layer_types):
+        _BY_LAYER[layer_type] = kind
     for unit, builder in kind.units.items():
         _claim_unit(unit, builder, kind.name)
     for choice in kind.choices:

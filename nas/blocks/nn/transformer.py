@@ -39,8 +39,9 @@ class Attention(nn.Module):
         self.q = nn.Linear(width, layer.qk_dim)
         self.k = nn.Linear(width, layer.qk_dim)
         self.v = nn.Linear(width, inner_v)
-        self.v_local = nn.Conv2d(inner_v, inner_v, 3, 1, 1, groups=inner_v)
-        self.act = activation(layer.activation)
+        plain = layer.plain
+        self.v_local = None if plain else nn.Conv2d(inner_v, inner_v, 3, 1, 1, groups=inner_v)
+        self.act = nn.Identity() if plain else activation(layer.activation)
         self.proj = nn.Linear(inner_v, width)
         if self.uses_bias:
             self.pos_table = nn.Parameter(torch.zeros(layer.heads, (2 * layer.hw - 1) ** 2))
@@ -54,8 +55,10 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch = x.shape[0]
         v = self.v(x)
-        local = self.v_local(v.transpose(1, 2).reshape(batch, -1, self.side, self.side))
-        out = self.core(self.q(x), self.k(x), v) + local.flatten(2).transpose(1, 2)
+        out = self.core(self.q(x), self.k(x), v)
+        if self.v_local is not None:
+            local = self.v_local(v.transpose(1, 2).reshape(batch, -1, self.side, self.side))
+            out = out + local.flatten(2).transpose(1, 2)
         return self.proj(self.act(out))
 
     def core(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -119,6 +122,7 @@ class ElasticAttention(nn.Module):
         max_v_scale: int,
         max_side: int,
         act: str,
+        plain: bool = False,
     ):
         super().__init__()
         self.max_heads, self.max_v_dim, self.max_side = max_heads, head_dim * max_v_scale, max_side
@@ -126,8 +130,10 @@ class ElasticAttention(nn.Module):
         self.q = ElasticLinear(max_width, max_heads * head_dim)
         self.k = ElasticLinear(max_width, max_heads * head_dim)
         self.v = ElasticLinear(max_width, max_inner_v)
-        self.v_local = ElasticConv2d(max_inner_v, max_inner_v, 3, depthwise=True, bias=True)
-        self.act = activation(act)
+        self.v_local = (
+            None if plain else ElasticConv2d(max_inner_v, max_inner_v, 3, depthwise=True, bias=True)
+        )
+        self.act = nn.Identity() if plain else activation(act)
         self.proj = ElasticLinear(max_inner_v, max_width)
         self.pos_table = nn.Parameter(torch.zeros(max_heads, (2 * max_side - 1) ** 2))
         self._index_cache: dict[tuple, torch.Tensor] = {}
@@ -159,7 +165,8 @@ class ElasticAttention(nn.Module):
         self.q.set_active(layer.width, layer.qk_dim)
         self.k.set_active(layer.width, layer.qk_dim)
         self.v.set_active(layer.width, inner_v, out_index=v_index)
-        self.v_local.set_active(inner_v, inner_v, 3, index=v_index)
+        if self.v_local is not None:
+            self.v_local.set_active(inner_v, inner_v, 3, index=v_index)
         self.proj.set_active(inner_v, layer.width, in_index=v_index)
         self.pos_index = self._cached(
             ("pos", layer.hw), lambda: relative_position_index(layer.hw, self.max_side)
@@ -199,7 +206,7 @@ class ElasticTransformerBlock(nn.Module):
         width, act = largest.width, largest.activation
         self.norm1 = ElasticLayerNorm(width)
         self.attn = ElasticAttention(
-            width, largest.heads, largest.head_dim, largest.v_scale, largest.hw, act
+            width, largest.heads, largest.head_dim, largest.v_scale, largest.hw, act, largest.plain
         )
         self.norm2 = ElasticLayerNorm(width)
         self.mlp = ElasticMlp(width, width * largest.mlp_ratio, act)
