@@ -190,6 +190,8 @@ class AttentionKind:
     name: ClassVar[str]
     #: Whether the core adds the transformer's learned relative-position bias to its scores.
     position_bias: ClassVar[bool] = False
+    #: Query channels per head (None: the layer's head_dim, as keys have).
+    score_dim: ClassVar[int | None] = None
     #: ``(q, k, v, bias) -> out`` on (batch, heads, tokens, dim) tensors; ``bias`` is the
     #: (heads, tokens, tokens) position bias or None.
     core: ClassVar[Any] = None

@@ -53,10 +53,22 @@ class TransformerLayer(SameShape):
     #: Standard multi-head attention: no depthwise conv of the values, no activation before
     #: the output projection (the transformer kind's own layers are not plain).
     plain = False
+    #: Whether the layer adds its attention kind's learned position bias (if the kind has one).
+    position_bias = True
 
     @property
     def qk_dim(self) -> int:
+        """Key channels."""
         return self.heads * self.head_dim
+
+    @property
+    def q_dim(self) -> int:
+        """Query channels: the attention kind's per head (head_dim unless it says otherwise)."""
+        return self.heads * (attention_kind(self.attention).score_dim or self.head_dim)
+
+    @property
+    def uses_position_bias(self) -> bool:
+        return self.position_bias and attention_kind(self.attention).position_bias
 
     @property
     def v_dim(self) -> int:
@@ -81,6 +93,15 @@ def _mixers(values: tuple[Any, ...], where: str) -> None:
         grammar.one_of(value, MIXERS, where)
 
 
+@dataclass(frozen=True)
+class PlainTransformerLayer(TransformerLayer):
+    """Standard pre-norm multi-head attention and MLP (MobileViT's transformer layer): no value
+    conv, no activation before the projection, no position bias."""
+
+    plain = True
+    position_bias = False
+
+
 def _attentions(values: tuple[Any, ...], where: str) -> None:
     for value in values:
         grammar.one_of(value, attention_names(), where)
@@ -98,6 +119,14 @@ class Transformer(BlockKind):
         ChoiceSpec("mlp_ratio", "mlp_ratios", "mlp", check=grammar.positive_ints),
         # read by efficientformer layers: pooling (Meta4D) or attention (Meta3D) token mixing
         ChoiceSpec("mixer", "mixers", "", optional=True, check=_mixers),
+        # read by mobilevit and mobilevitv2 layers: transformer layers inside one block
+        ChoiceSpec(
+            "transformer_depth",
+            "transformer_depths",
+            "L",
+            optional=True,
+            check=grammar.positive_ints,
+        ),
     )
     settings = (
         SettingSpec("activation", "hswish", grammar.activation),
@@ -179,7 +208,7 @@ class Transformer(BlockKind):
         tokens, image = (n, c), (c, layer.hw, layer.hw)
         x = b.op("to_tokens", "reshape", [x], image, tokens)
         norm = b.op("norm1", "layernorm", [x], tokens, tokens, params=2 * c)
-        q = b.linear("attn.q", norm, n, c, layer.qk_dim)
+        q = b.linear("attn.q", norm, n, c, layer.q_dim)
         k = b.linear("attn.k", norm, n, c, layer.qk_dim)
         v = b.linear("attn.v", norm, n, c, inner_v)
         if not layer.plain:
@@ -188,6 +217,8 @@ class Transformer(BlockKind):
             )
         attention = attention_kind(layer.attention)
         features = {"tokens": n, "side": layer.hw, "heads": heads, "head_dim": d}
+        if attention.position_bias and not layer.position_bias:
+            features["position_bias"] = False
         with b.unit(attention.unit, **features, v_dim=layer.v_dim):
             out = attention.graph(b, layer, q, k, v)
         if not layer.plain:

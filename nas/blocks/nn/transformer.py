@@ -10,7 +10,7 @@ from torch import nn
 
 from nas.blocks.nn.common import activation, relative_position_index
 from nas.blocks.registry import attention_kind, attention_kinds
-from nas.blocks.transformer import TransformerLayer
+from nas.blocks.transformer import PlainTransformerLayer, TransformerLayer
 from nas.supernet.elastic import ElasticConv2d, ElasticLayerNorm, ElasticLinear
 
 
@@ -27,7 +27,7 @@ class Attention(nn.Module):
         self.kind, self.core_fn, self.uses_bias = (
             kind.name,
             kind.core_function(),
-            kind.position_bias,
+            layer.uses_position_bias,
         )
         self.heads, self.head_dim, self.v_dim, self.side = (
             layer.heads,
@@ -36,7 +36,7 @@ class Attention(nn.Module):
             layer.hw,
         )
         width, inner_v = layer.width, layer.heads * layer.v_dim
-        self.q = nn.Linear(width, layer.qk_dim)
+        self.q = nn.Linear(width, layer.q_dim)
         self.k = nn.Linear(width, layer.qk_dim)
         self.v = nn.Linear(width, inner_v)
         plain = layer.plain
@@ -65,7 +65,7 @@ class Attention(nn.Module):
         """Queries, keys, values (batch, tokens, channels) -> the heads' outputs, concatenated."""
         batch, tokens, _ = q.shape
         heads, dim, v_dim = self.heads, self.head_dim, self.v_dim
-        q = q.view(batch, tokens, heads, dim).transpose(1, 2)
+        q = q.view(batch, tokens, heads, -1).transpose(1, 2)
         k = k.view(batch, tokens, heads, dim).transpose(1, 2)
         v = v.view(batch, tokens, heads, v_dim).transpose(1, 2)
         out = self.core_fn(q, k, v, self.position_bias() if self.uses_bias else None)
@@ -149,7 +149,7 @@ class ElasticAttention(nn.Module):
         self.kind, self.core_fn, self.uses_bias = (
             kind.name,
             kind.core_function(),
-            kind.position_bias,
+            layer.uses_position_bias,
         )
         self.side = layer.hw
         self.heads, self.head_dim, self.v_dim = layer.heads, layer.head_dim, layer.v_dim
@@ -162,7 +162,7 @@ class ElasticAttention(nn.Module):
                     torch.arange(layer.heads)[:, None] * self.max_v_dim + torch.arange(layer.v_dim)
                 ).flatten(),
             )
-        self.q.set_active(layer.width, layer.qk_dim)
+        self.q.set_active(layer.width, layer.q_dim)
         self.k.set_active(layer.width, layer.qk_dim)
         self.v.set_active(layer.width, inner_v, out_index=v_index)
         if self.v_local is not None:
@@ -229,7 +229,8 @@ class AttentionCore(nn.Module):
         super().__init__()
         f = spec.feature_dict()
         (kind,) = [k for k in attention_kinds() if k.unit == spec.kind]
-        layer = TransformerLayer(
+        unbiased = f.get("position_bias", True) is False
+        layer = (PlainTransformerLayer if unbiased else TransformerLayer)(
             "kernel",
             f["side"],
             f["heads"] * f["head_dim"],
@@ -255,8 +256,9 @@ def attention_core_kernel(spec, batch: int):
     f = spec.feature_dict()
     module = AttentionCore(spec)
     n, qk = f["tokens"], f["heads"] * f["head_dim"]
+    (kind,) = [k for k in attention_kinds() if k.unit == spec.kind]
     inputs = (
-        torch.randn(batch, n, qk),
+        torch.randn(batch, n, f["heads"] * (kind.score_dim or f["head_dim"])),
         torch.randn(batch, n, qk),
         torch.randn(batch, n, f["heads"] * f["v_dim"]),
     )
