@@ -16,6 +16,7 @@ BUILTIN = {
     "hybrid-zoo": "hybrid_zoo.yaml",
     "mobile-zoo": "mobile_zoo.yaml",
     "mobilenetv2": "mobilenetv2.yaml",
+    "mobilevitv2": "mobilevitv2.yaml",
     "repvit": "repvit.yaml",
     "efficientformer": "efficientformer.yaml",
 }

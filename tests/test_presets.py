@@ -25,7 +25,15 @@ from nas.supernet import Supernet
 from tests.conftest import run_nas, trained_looking
 
 #: The published models built in (more join as their kinds land).
-EXPECTED = {"mobilenetv2-1.0", "repvit-m0.9", "efficientformer-l1"}
+EXPECTED = {
+    "mobilenetv2-1.0",
+    "repvit-m0.9",
+    "efficientformer-l1",
+    "mobilevit-xxs",
+    "mobilevit-xs",
+    "mobilevit-s",
+    "mobilevitv2-0.5",
+}
 
 
 def test_presets_are_archs_of_built_in_spaces():

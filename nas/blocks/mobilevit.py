@@ -62,6 +62,7 @@ class MobileViT(Transformer):
         "head_dim": 4,
         "mlp_ratios": [2],
         "transformer_depths": [1, 2],
+        "downsample_expands": [2, 4],
         "stride": 2,
         "activation": "silu",
     }

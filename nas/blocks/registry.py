@@ -118,6 +118,8 @@ class BlockKind:
     min_depth: ClassVar[int] = 1
     #: Name of the slot of a layer opening each stage (``stages.i.<entry>``), if any.
     entry: ClassVar[str | None] = None
+    #: Choices of the stage the entry layer reads (when the stage declares them).
+    entry_choices: ClassVar[tuple[str, ...]] = ()
     #: A tiny stage of this kind (YAML mapping; for a stem or head kind, the space's ``stem`` or
     #: ``head`` mapping): docs, and the conformance suite every kind passes.
     example: ClassVar[Mapping[str, Any] | None] = None

@@ -6,7 +6,7 @@ relu_linear; per layer with ``per_layer: [attention]``), ``heads`` (default widt
 ``v_scales`` (value width per head, in head_dims) and ``mlp_ratios``; it sets ``head_dim``,
 ``activation``, ``downsample`` (the layer opening the stage: ``mbconv``, the default; ``conv``, a
 kxk conv + BN, EfficientFormer's embedding; or ``none``, for a stride-1 stage keeping the width),
-``downsample_expand`` and ``downsample_kernel``. Attention projects queries, keys and values,
+``downsample_expand`` (or chooses it, ``downsample_expands``) and ``downsample_kernel``. Attention projects queries, keys and values,
 runs the attention kind's core (one latency unit per kind), adds a 3x3 depthwise conv of the
 values, and projects back. Layers of other kinds built on it may be *plain* (standard
 multi-head attention: no value conv and no activation before the projection). The torch half is
@@ -112,6 +112,7 @@ class Transformer(BlockKind):
     name = "transformer"
     layer_type = TransformerLayer
     entry = "downsample"
+    entry_choices = ("downsample_expand",)
     choices = (
         ChoiceSpec("attention", "attentions", "", default=("softmax",), check=_attentions),
         ChoiceSpec("heads", "heads", "h", optional=True, check=grammar.positive_ints),
@@ -119,6 +120,14 @@ class Transformer(BlockKind):
         ChoiceSpec("mlp_ratio", "mlp_ratios", "mlp", check=grammar.positive_ints),
         # read by efficientformer layers: pooling (Meta4D) or attention (Meta3D) token mixing
         ChoiceSpec("mixer", "mixers", "", optional=True, check=_mixers),
+        # the expand ratio of the downsampling MBConv opening the stage (else the setting)
+        ChoiceSpec(
+            "downsample_expand",
+            "downsample_expands",
+            "de",
+            optional=True,
+            check=grammar.positive_ints,
+        ),
         # read by mobilevit and mobilevitv2 layers: transformer layers inside one block
         ChoiceSpec(
             "transformer_depth",
@@ -179,7 +188,7 @@ class Transformer(BlockKind):
             ctx.side,
             ctx.in_ch,
             ctx.out_ch,
-            spec.downsample_expand,
+            ctx.values.get("downsample_expand", spec.downsample_expand),
             spec.downsample_kernel,
             ctx.stride,
             False,
