@@ -90,12 +90,9 @@ def test_sample_preset_prints_its_arch_line(tmp_path):
     [
         ["sample", "--preset", "no-such-model"],
         ["sample", "--preset", "repvit-m0.9", "-n", "3"],
-        ["sample"],
         ["extract", "--preset", "no-such-model", "--out", "m.onnx"],
         ["extract", "--preset", "repvit-m0.9", "--arch", "a.json", "--out", "m.onnx"],
         ["extract", "--preset", "repvit-m0.9", "--space", "hybrid-tiny", "--out", "m.onnx"],
-        ["extract", "--preset", "repvit-m0.9"],
-        ["extract", "--preset", "repvit-m0.9", "--quantize", "int8", "--out", "m.onnx"],
     ],
 )
 def test_preset_misuse_is_refused_in_one_line(args, tmp_path):

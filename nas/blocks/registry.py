@@ -141,7 +141,8 @@ class BlockKind:
     # ------------------------------------------------------------------ declaration
 
     def check_stage(self, choices: Mapping[str, tuple], settings: Mapping[str, Any], where: str):
-        """Refuse combinations of keys that are each valid alone (raise :class:`SpaceError`)."""
+        """Refuse combinations of keys that are each valid alone (raise :class:`SpaceError`);
+        ``settings`` holds the stage's ``stride`` too."""
 
     def stage_entry(self, settings: Mapping[str, Any]) -> str | None:
         """The entry slot name of a stage of this kind with ``settings`` (:attr:`entry`, unless
