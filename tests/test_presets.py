@@ -205,3 +205,15 @@ def test_head_options_equal_supernet_counts_and_export(head):
         assert abs(macs - counter.get_total_flops() / 2) <= 0.01 * macs
         if head.get("norm") == "batchnorm":
             assert exported[-1].bn is None and model[-1].bn is not None
+
+
+def test_mobile_zoo_holds_the_zoo_kinds_at_imagenet_scale(tmp_path):
+    space = search_spaces.get("mobile-zoo")
+    assert 224 in space.resolutions and space.num_classes == 1000
+    assert {"mbconv", "fused_mbconv", "repvit"} == set(space.stages[0].blocks)
+    assert {"transformer", "mobilevit", "mobilevitv2", "efficientformer"} == set(
+        space.stages[-1].blocks
+    )
+    assert "mobile-zoo" in run_nas("spaces", cwd=tmp_path).stdout
+    smallest, largest = count(space, space.min_arch()), count(space, space.max_arch())
+    assert smallest < largest  # MACs and params from the operator graph, no model built
