@@ -103,10 +103,69 @@ def cmd_spaces(args: argparse.Namespace) -> None:
     _print_table(("space", "archs", "stages", "resolutions", "description"), rows)
 
 
+def _preset(name: str):
+    from nas import presets
+
+    return presets.get(name)
+
+
+def cmd_presets(args: argparse.Namespace) -> None:
+    from nas import presets
+
+    rows = []
+    for name in presets.names():
+        preset = presets.get(name)
+        macs, params = preset.counts()
+        published_macs = preset.published_macs
+        rows.append(
+            (
+                name,
+                preset.model,
+                preset.space,
+                str(preset.arch.resolution),
+                f"{params / 1e6:.3f}M",
+                f"{preset.published_params / 1e6:.2f}M",
+                f"{100 * (params / preset.published_params - 1):+.1f}%",
+                f"{macs / 1e6:.0f}M",
+                "-" if published_macs is None else f"{published_macs / 1e6:.0f}M",
+                "-" if published_macs is None else f"{100 * (macs / published_macs - 1):+.1f}%",
+            )
+        )
+    _print_table(
+        (
+            "preset",
+            "model",
+            "space",
+            "res",
+            "params",
+            "published",
+            "diff",
+            "MACs",
+            "published",
+            "diff",
+        ),
+        rows,
+    )
+
+
 def cmd_sample(args: argparse.Namespace) -> None:
     from nas.graph import count
 
+    if args.preset is not None:
+        if args.space is not None or args.n is not None or args.seed is not None:
+            raise UsageError(
+                "--preset prints its one published arch: leave out --space, -n and --seed"
+            )
+        if args.resolution is not None:
+            raise UsageError("--preset prints the published arch at its published resolution")
+        preset = _preset(args.preset)
+        macs, params = preset.counts()
+        print(json.dumps({"arch": preset.arch.to_dict(), "macs": macs, "params": params}))
+        return
+    if args.space is None:
+        raise UsageError("give --space SPACE (sample archs) or --preset NAME (a published arch)")
     space = _space(args.space)
+    args.n = 1 if args.n is None else args.n
     if args.n < 1:
         raise UsageError(f"-n {args.n}: the number of archs must be at least 1")
     if args.resolution is not None and args.resolution not in space.resolutions:
@@ -174,23 +233,53 @@ def cmd_extract(args: argparse.Namespace) -> None:
     from nas.export.commands import ship_options
 
     ship_options(args)  # batch, precision, --max-drop and counts checked before any work
-    if args.run:
+    if args.preset:
+        _extract_preset(args)
+    elif args.run:
         _extract_for_device(args)
     elif args.arch:
         _extract_arch(args)
     else:
-        raise UsageError("give --arch ARCH.json, or --run RUN --device PROFILE --latency-ms X")
+        raise UsageError(
+            "give --arch ARCH.json, --preset NAME, or --run RUN --device PROFILE --latency-ms X"
+        )
+
+
+def _extract_preset(args: argparse.Namespace) -> None:
+    """A published model: the preset's arch, with fresh weights or a supernet checkpoint's."""
+    if args.arch or args.run:
+        raise UsageError("--preset, --arch and --run exclude each other (one arch source)")
+    if args.device or args.latency_ms:
+        raise UsageError("--device and --latency-ms choose an arch of a --run; --preset is one")
+    if not args.out:
+        raise UsageError("--out PATH is required with --preset")
+    preset = _preset(args.preset)
+    space = _space(preset.space)
+    if args.space is not None and _space(args.space).name != space.name:
+        raise UsageError(
+            f"--space {args.space}: preset {preset.name!r} is an arch of space {space.name!r}"
+        )
+    _export_arch(args, preset.arch, space, fresh_model=True)
 
 
 def _extract_arch(args: argparse.Namespace) -> None:
-    from nas.extract import export, extract
-
     if not args.out:
         raise UsageError("--out PATH is required with --arch")
-    out = check_output_file(args.out)
     arch, space = _arch_and_space(args.arch, args.space)
+    _export_arch(args, arch, space, fresh_model=False)
+
+
+def _export_arch(
+    args: argparse.Namespace, arch: Arch, space: SearchSpace, fresh_model: bool
+) -> None:
+    """Export ``arch`` with the weights of ``--checkpoint``; without one, freshly initialised
+    (as a standalone model when ``fresh_model``, else cut from a fresh supernet)."""
+    from nas.extract import export, extract
+
+    out = check_output_file(args.out)
     import torch
 
+    from nas.blocks.nn import build_model
     from nas.supernet import Supernet
     from nas.supernet.checkpoint import load_supernet
 
@@ -198,11 +287,14 @@ def _extract_arch(args: argparse.Namespace) -> None:
     if args.checkpoint:
         supernet = load_supernet(args.checkpoint, space)
         space = supernet.space
+        model = extract(supernet.to(device).eval(), arch)
     else:
         print("no --checkpoint: weights are freshly initialised", file=sys.stderr)
         torch.manual_seed(args.seed)
-        supernet = Supernet(space)
-    model = extract(supernet.to(device).eval(), arch)
+        if fresh_model:
+            model = build_model(space, arch).eval()
+        else:
+            model = extract(Supernet(space).to(device).eval(), arch)
     export(model.cpu(), space, arch, args.format, out, args.batch)
     print(f"wrote {args.format} model of {arch.space} (resolution {arch.resolution}) to {out}")
 
@@ -432,9 +524,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("spaces", help="list the built-in search spaces and their sizes")
     p.set_defaults(func=cmd_spaces)
 
+    p = sub.add_parser(
+        "presets",
+        help="list the published models built in as presets: params and MACs vs published",
+        description="The published models built in as archs of built-in spaces: each preset's "
+        "space and resolution, its parameter count and MACs from the operator graph of the "
+        "model as exported, next to the published figures (with the difference in percent). "
+        "`nas sample --preset NAME` prints a preset's arch; `nas extract --preset NAME` builds "
+        "and exports it.",
+    )
+    p.set_defaults(func=cmd_presets)
+
     p = sub.add_parser("sample", help="sample random archs as JSON lines with MACs and params")
-    p.add_argument("--space", required=True, help=space_help)
-    p.add_argument("-n", type=int, default=1, help="number of archs (default 1)")
+    p.add_argument("--space", help=space_help + " (required unless --preset)")
+    p.add_argument(
+        "--preset",
+        help="print the arch of this published model (see `nas presets`) instead of sampling",
+    )
+    p.add_argument("-n", type=int, default=None, help="number of archs (default 1)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: fresh)")
     p.add_argument(
         "--resolution",
@@ -452,13 +559,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "extract",
         help="cut a subnet out of the supernet and export it",
-        description="Export one subnet: either --arch ARCH.json (weights from --checkpoint, or "
-        "fresh), or the best arch a search of --run found under --latency-ms on --device, with "
-        "BN recalibration, test accuracy, measured latency and a model card.",
+        description="Export one subnet: either --arch ARCH.json or --preset NAME (weights from "
+        "--checkpoint, or fresh), or the best arch a search of --run found under --latency-ms on "
+        "--device, with BN recalibration, test accuracy, measured latency and a model card.",
     )
     p.add_argument("--space", help=space_help + " (default: the arch's own space)")
     p.add_argument("--arch", help=ARCH_SOURCE_HELP)
-    p.add_argument("--checkpoint", help="supernet checkpoint for --arch (default: fresh weights)")
+    p.add_argument(
+        "--preset",
+        help="a published model (see `nas presets`): its arch, built as a standalone model with "
+        "fresh weights (or a --checkpoint of its space's supernet)",
+    )
+    p.add_argument(
+        "--checkpoint", help="supernet checkpoint for --arch or --preset (default: fresh weights)"
+    )
     p.add_argument("--run", help="training run folder whose searches to take the best arch from")
     p.add_argument(
         "--device",

@@ -9,7 +9,7 @@ from typing import Any
 from nas.errors import InputError
 
 #: Activations a block may use (graph operator names; :func:`nas.blocks.nn.activation` builds them).
-ACTIVATIONS = ("relu", "hswish", "gelu", "silu")
+ACTIVATIONS = ("relu", "relu6", "hswish", "gelu", "silu")
 
 
 class SpaceError(InputError):

@@ -97,6 +97,11 @@ def _slots(space: SearchSpace) -> tuple[Slot, ...]:
         width, depth = index[f"stages[{i}].width"], index[f"stages[{i}].depth"]
         if spec.entry:
             deps, fields = (res, feeding, width), ("resolution", "in_width", "width")
+            for name in spec.block_kind.entry_choices:
+                if name in spec.choices:  # a per-layer choice: the first layer's value
+                    key = f"stages[{i}].{name}"
+                    deps += (index[key] if key in index else index[f"{key}[0]"],)
+                    fields += (name,)
             out.append(Slot(f"stages.{i}.{spec.entry}", "entry", i, 0, deps, fields, None))
         for k in range(max(spec.depths)):
             fed = k == 0 and not spec.entry  # later layers are fed by their own stage's width
@@ -129,7 +134,7 @@ def stage_sides(
     """(side after the stem, side entering each stage, side inside each stage) at a resolution.
 
     A stage changes the side by its stride only (applied by its entry, or by its first layer)."""
-    return _sides(space.stem.stride, tuple(s.stride for s in space.stages), resolution)
+    return _sides(space.stem.total_stride, tuple(s.stride for s in space.stages), resolution)
 
 
 def slot_layer(space: SearchSpace, slot: Slot, values: Sequence[Any] | Mapping[str, Any]) -> Layer:
@@ -156,7 +161,7 @@ def _builder(space: SearchSpace, slot: Slot):
     strides = tuple(s.stride for s in space.stages)
 
     def sides(resolution: int):
-        return _sides(space.stem.stride, strides, resolution)
+        return _sides(space.stem.total_stride, strides, resolution)
 
     name, role = slot.name, slot.role
     if role in ("stem", "stem_ds"):
@@ -182,9 +187,16 @@ def _builder(space: SearchSpace, slot: Slot):
     i, spec = slot.stage, space.stages[slot.stage]
     kind = spec.block_kind
     if role == "entry":
+        read = [f for f in slot.fields if f not in ("resolution", "in_width", "width")]
         return lambda v: kind.entry_layer(
             LayerContext(
-                name, sides(v["resolution"])[1][i], v["in_width"], v["width"], spec.stride, spec
+                name,
+                sides(v["resolution"])[1][i],
+                v["in_width"],
+                v["width"],
+                spec.stride,
+                spec,
+                {f: v[f] for f in read},
             )
         )
     first = slot.layer == 0 and not spec.entry

@@ -82,7 +82,7 @@ class StageSpec:
     @property
     def entry(self) -> str | None:
         """The slot name of the layer opening the stage, if its kinds have one."""
-        return self.block_kind.entry
+        return self.block_kind.stage_entry(self.settings)
 
 
 @dataclass(frozen=True)
@@ -455,12 +455,13 @@ def _stage_from_dict(data: Any, where: str) -> StageSpec:
     settings = {
         s.name: s.parse(data.get(s.name, s.default), f"{where}.{s.name}") for s in kind.settings
     }
+    stride = grammar.positive_int(data.get("stride", 1), f"{where}.stride")
     for name in blocks:  # each kind of the stage refuses what it cannot build
-        block_kind(name).check_stage(choices, settings, where)
+        block_kind(name).check_stage(choices, {**settings, "stride": stride}, where)
     return StageSpec(
         kind=declared,
         choices=choices,
-        stride=grammar.positive_int(data.get("stride", 1), f"{where}.stride"),
+        stride=stride,
         per_layer=frozenset(per_layer),
         settings=settings,
         blocks=blocks,

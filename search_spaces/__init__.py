@@ -14,6 +14,11 @@ BUILTIN = {
     "ofa-mbv3-w1.0": "ofa_mbv3_w10.yaml",
     "hybrid-tiny": "hybrid_tiny.yaml",
     "hybrid-zoo": "hybrid_zoo.yaml",
+    "mobile-zoo": "mobile_zoo.yaml",
+    "mobilenetv2": "mobilenetv2.yaml",
+    "mobilevitv2": "mobilevitv2.yaml",
+    "repvit": "repvit.yaml",
+    "efficientformer": "efficientformer.yaml",
 }
 
 

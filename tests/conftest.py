@@ -161,10 +161,10 @@ def trained_looking(module, seed: int = 0):
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in module.modules():
-            if isinstance(m, nn.BatchNorm2d | nn.LayerNorm):
+            if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d | nn.LayerNorm):
                 m.weight.copy_(1 + 0.2 * torch.randn(m.weight.shape, generator=gen))
                 m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=gen))
-            if isinstance(m, nn.BatchNorm2d):
+            if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
                 m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=gen))
                 m.running_var.uniform_(0.5, 1.5, generator=gen)
             if getattr(m, "pos_table", None) is not None:

@@ -63,7 +63,8 @@ def _kind_spaces() -> dict[str, dict]:
     """One tiny space declaration per registered kind (id -> keyword arguments of _space)."""
     out = {}
     for kind in block_kinds():
-        key = {"stem": "stem", "stage": "stage", "head": "head"}[kind.role]
+        # an entry kind's example is a stage its layers open
+        key = {"stem": "stem", "stage": "stage", "entry": "stage", "head": "head"}[kind.role]
         out[kind.name] = {key: kind.example}
     for attention in attention_kinds():
         out[f"attention-{attention.name}"] = {"stage": attention.example}

@@ -118,6 +118,41 @@ def _option(command: str, name: str, default: str) -> str:
     return words[words.index(name) + 1] if name in words else default
 
 
+def check_presets(flow: ReadmeFlow, out: str) -> None:
+    from nas import presets
+
+    for name in presets.names():
+        preset = presets.get(name)
+        row = next(line for line in out.splitlines() if line.startswith(name + " "))
+        assert f"{preset.counts()[1] / 1e6:.3f}M" in row, row
+        assert f"{preset.published_params / 1e6:.2f}M" in row, row
+
+
+def check_sample_preset(flow: ReadmeFlow, out: str) -> None:
+    from nas import presets
+
+    preset = presets.get(_option(flow.current, "--preset", ""))
+    target = redirect_target(flow.current)
+    (record,) = _arch_lines(flow.path(target).read_text() if target else out)
+    assert Arch.from_dict(record["arch"]) == preset.arch
+    assert (record["macs"], record["params"]) == preset.counts()
+
+
+def check_extract_preset(flow: ReadmeFlow, out: str) -> None:
+    """Fresh weights (seed 0) of the standalone model of the preset's arch."""
+    from nas import presets
+    from nas.blocks.nn import build_model
+
+    preset = presets.get(_option(flow.current, "--preset", ""))
+    torch.manual_seed(0)
+    model = build_model(search_spaces.get(preset.space), preset.arch).eval()
+    image = _image(3, preset.arch.resolution)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(image)).numpy()
+    out_file = flow.path(_option(flow.current, "--out", ""))
+    np.testing.assert_allclose(_onnx_logits(out_file, image), expected, atol=1e-4)
+
+
 def check_sample(flow: ReadmeFlow, out: str) -> None:
     from nas.graph import count
 
@@ -523,6 +558,9 @@ CHECKS: list[tuple[str, Callable[[ReadmeFlow, str], None]]] = [
     (r"make format$", check_make_format),
     (r"make clean$", check_make_clean),
     (r"nas spaces$", check_spaces),
+    (r"nas presets$", check_presets),
+    (r"nas sample --preset ", check_sample_preset),
+    (r"nas extract --preset ", check_extract_preset),
     (r"nas sample .* nas inspect ", check_inspect),
     (r"nas sample ", check_sample),
     (r"nas inspect ", check_inspect),

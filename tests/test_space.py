@@ -53,7 +53,9 @@ CASCADED = {
     [
         ({"resolutions": []}, "resolutions"),
         ({"stages": [{"kind": "mlp"}]}, r"stages\[0\].kind = 'mlp' is not allowed; choices"),
-        ({"head": {"feature_width": 8}}, "expand_ratio or expand_width"),
+        ({"head": {"feature_width": 8, "expand_ratio": 2, "expand_width": 8}}, "one of expand_"),
+        ({"head": {"expand_ratio": 2}}, "feature_width is missing"),
+        ({"head": {"feature_width": 8, "norm": "groupnorm"}}, "head.norm = 'groupnorm'"),
         ({"colour": "red"}, r"unknown key\(s\) \['colour'\]"),
         # every kind of a stage checks it: cascaded heads split the width evenly
         (

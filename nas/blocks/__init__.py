@@ -17,6 +17,7 @@ import importlib
 
 # The built-in kinds (importing a kind's module registers it).
 from nas.blocks import (  # noqa: F401
+    conv_bn,
     efficientformer,
     efficientvit_mit,
     efficientvit_msra,

@@ -1,14 +1,20 @@
-"""EfficientFormer's Meta4D block: a pooling token mixer, ``x + s1 * (avgpool3x3(x) - x)``
+"""EfficientFormer's blocks. Meta4D: a pooling token mixer, ``x + s1 * (avgpool3x3(x) - x)``
 (average over the valid neighbours), then a residual 1x1-conv MLP with BatchNorm,
 ``x + s2 * bn(conv(act(bn(conv(x)))))``, with learned per-channel layer scales ``s1``, ``s2``.
+Meta3D (EfficientFormer's last stage): on the tokens, ``x + s1 * attn(ln(x))`` with standard
+multi-head attention of the layer's attention kind (softmax with the learned position bias, as
+published; no value conv), then ``x + s2 * mlp(ln(x))``.
 
-It takes the transformer kind's choices and settings and opens each stage with the same
-downsampling MBConv layer, so a global stage may choose between attention and pooling layers
-(``blocks: [transformer, efficientformer]``, per layer with ``per_layer: [block]``). Of the
-choices it uses ``mlp_ratios``; ``attentions``, ``heads`` and ``v_scales`` do not change a
-pooling layer. The pooling mixer is one latency unit (``pool-mixer``). When exported (the kind's
-deploy step) ``s2`` folds into the MLP's last BatchNorm; the operator graph is of that form. The
-torch half is :mod:`nas.blocks.nn.efficientformer`.
+It takes the transformer kind's choices and settings and opens each stage with the same entry
+layer (``downsample: conv`` is EfficientFormer's embedding, a 3x3 conv + BN), so a global stage
+may choose between attention and pooling layers. ``mixers`` (per layer with ``per_layer:
+[mixer]``) chooses Meta4D (``pool``, the default) or Meta3D (``attention``); Meta3D layers use
+``attentions``, ``heads``, ``head_dim`` (the key width per head) and ``v_scales`` (the value
+width per head, EfficientFormer's attention ratio), Meta4D layers only ``mlp_ratios``. The
+pooling mixer is one latency unit (``pool-mixer``). When exported (the kind's deploy step) the
+MLP's layer scale folds into the MLP's last BatchNorm (Meta4D) or linear layer, and the
+attention's into its projection (Meta3D); the operator graph is of that form. The torch half is
+:mod:`nas.blocks.nn.efficientformer`.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from dataclasses import dataclass
 
 from nas.blocks.registry import LayerContext, register_block
 from nas.blocks.shapes import SameShape
-from nas.blocks.transformer import Transformer
+from nas.blocks.transformer import Transformer, TransformerLayer
 
 
 @dataclass(frozen=True)
@@ -35,34 +41,50 @@ class Meta4DLayer(SameShape):
         return self.width * self.mlp_ratio
 
 
+@dataclass(frozen=True)
+class Meta3DLayer(TransformerLayer):
+    """Pre-norm plain multi-head attention and MLP, each residual with a layer scale."""
+
+    plain = True
+
+
 @register_block
 class EfficientFormer(Transformer):
     name = "efficientformer"
     layer_type = Meta4DLayer
+    other_layer_types = (Meta3DLayer,)
     example = {
         "blocks": ["efficientformer", "transformer"],
-        "per_layer": ["block", "mlp_ratio"],
+        "per_layer": ["block", "mlp_ratio", "mixer"],
         "depths": [1, 2],
         "widths": [8, 16],
-        "attentions": ["softmax"],
+        "attentions": ["softmax", "relu_linear"],
+        "mixers": ["pool", "attention"],
+        "heads": [1, 2],
         "head_dim": 4,
+        "v_scales": [1, 2],
         "mlp_ratios": [2, 4],
         "stride": 2,
         "activation": "gelu",
     }
-    static = "nas.blocks.nn.efficientformer:Meta4D"
-    elastic = "nas.blocks.nn.efficientformer:ElasticMeta4D"
+    static = "nas.blocks.nn.efficientformer:efficientformer_block"
+    elastic = "nas.blocks.nn.efficientformer:ElasticEfficientFormer"
     deploy = "nas.blocks.nn.efficientformer:fold_layer_scale"
     units = {"pool-mixer": "nas.blocks.nn.efficientformer:pool_mixer_kernel"}
 
-    def layer(self, ctx: LayerContext) -> Meta4DLayer:
+    def layer(self, ctx: LayerContext) -> Meta4DLayer | Meta3DLayer:
         values = ctx.values
+        if values.get("mixer") == "attention":
+            return Meta3DLayer(**vars(super().layer(ctx)))
         return Meta4DLayer(
             ctx.slot, ctx.side, ctx.out_ch, int(values["mlp_ratio"]), ctx.spec.activation
         )
 
-    def graph(self, b, layer: Meta4DLayer, x: str) -> str:
-        """As exported: the MLP's layer scale folded into its last BatchNorm."""
+    def graph(self, b, layer: Meta4DLayer | Meta3DLayer, x: str) -> str:
+        """As exported: the MLP's layer scale folded into its last BatchNorm (Meta4D), the layer
+        scales into the attention's projection and the MLP's last linear layer (Meta3D)."""
+        if isinstance(layer, Meta3DLayer):
+            return super().graph(b, layer, x)
         c, hw, hidden = layer.width, layer.hw, layer.mlp_hidden
         shape = (c, hw, hw)
         with b.unit("pool-mixer", c=c, hw=hw):

@@ -8,7 +8,9 @@ BN) to queries and keys of ``head_dim`` channels and values of ``v_dim``, runs a
 conv + BN on its queries, and attends over all tokens; the heads' outputs are concatenated,
 activated and projected back (1x1 conv + BN). Each head's attention is the layer's attention kind
 (softmax, as EfficientViT, or ReLU-linear or separable: the per-layer heterogeneous choice), with
-the transformer's learned relative-position bias where the kind adds one. EfficientViT attends
+the transformer's learned relative-position bias where the kind adds one. Separable attention's
+score is the sum of the head's ``head_dim`` query channels (its core sums them), so that every
+attention kind of a head shares one query projection. EfficientViT attends
 within 7x7 windows on larger maps; here attention is global (the small maps of EfficientViT's
 later stages, where windows cover the whole map).
 
@@ -67,7 +69,13 @@ class EfficientViTMSRALayer(SameShape):
 
     def head_view(self) -> SimpleNamespace:
         """One head as the attention kinds' graphs read a layer."""
-        return SimpleNamespace(hw=self.hw, heads=1, head_dim=self.key_dim, v_dim=self.v_dim)
+        return SimpleNamespace(
+            hw=self.hw,
+            heads=1,
+            head_dim=self.key_dim,
+            v_dim=self.v_dim,
+            uses_position_bias=attention_kind(self.attention).position_bias,
+        )
 
 
 @register_block
@@ -152,6 +160,8 @@ class EfficientViTMSRA(Transformer):
                 kv = b.op(
                     "attn.kv_tokens", "reshape", [qkv], (2 * kd + dv, hw, hw), (1, n, kd + dv)
                 )
+                if kind.score_dim is not None and kind.score_dim != kd:  # summed query channels
+                    q = b.op("attn.q_score", "reduce_sum", [q], (1, n, kd), (1, n, kind.score_dim))
                 out = kind.graph(b, layer.head_view(), q, kv, kv)
                 outputs.append(b.op("attn.image", "reshape", [out], (1, n, dv), head_shape))
         node = outputs[0]

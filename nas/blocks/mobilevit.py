@@ -1,15 +1,16 @@
-"""MobileViT blocks (v1, and v2 below). v1: local 3x3 conv (BN, activation) and a 1x1 conv to the transformer
-width; unfold into 2x2 patches (1x1 when the side is odd) so that each of the 4 positions in a
-patch is a sequence over the patches; one transformer layer over each sequence (the transformer
-kind's pre-norm attention and MLP, with the layer's attention kind); fold back; 1x1 conv to the
-block width (BN, activation); concat with the block's input; 3x3 fusion conv (BN, activation).
+"""MobileViT blocks (v1, and v2 below). v1: local 3x3 conv (BN, activation) and a 1x1 conv
+(no bias) to the transformer width; unfold into 2x2 patches (1x1 when the side is odd) so that
+each of the 4 positions in a patch is a sequence over the patches; L standard pre-norm
+transformer layers over each sequence (multi-head attention of the layer's attention kind, with
+no position bias and no value conv, and an MLP; weights shared by the positions), a final
+LayerNorm; fold back; 1x1 conv to the block width (BN, activation); concat with the block's
+input; 3x3 fusion conv (BN, activation).
 
 It takes the transformer kind's choices and settings and opens each stage with the same
 downsampling MBConv layer (MobileViT's MV2), so a global stage may choose among transformer,
 MobileViT and EfficientFormer layers. The transformer width is ``heads * head_dim`` (the block
-width unless ``heads`` is declared); each layer holds one transformer layer, so MobileViT's
-L-layer blocks are L layers of the stage here, each with its own local, fusion and projection
-convs. The torch half is :mod:`nas.blocks.nn.mobilevit`.
+width unless ``heads`` is declared), its MLP ``mlp_ratio`` times that; ``transformer_depths``
+chooses L (1 when not declared). The torch half is :mod:`nas.blocks.nn.mobilevit`.
 """
 
 from __future__ import annotations
@@ -17,15 +18,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nas.blocks.registry import LayerContext, register_block
-from nas.blocks.transformer import Transformer, TransformerLayer
+from nas.blocks.transformer import PlainTransformerLayer, Transformer, TransformerLayer
 
 PATCH = 2
 
 
 @dataclass(frozen=True)
 class MobileViTLayer(TransformerLayer):
-    """A MobileViT block of ``width`` channels with one transformer layer of ``heads *
-    head_dim`` channels (its :meth:`inner` layer)."""
+    """A MobileViT block of ``width`` channels with ``inner_depth`` transformer layers of
+    ``heads * head_dim`` channels (its :meth:`inner` layer)."""
+
+    inner_depth: int = 1
 
     @property
     def dim(self) -> int:
@@ -37,10 +40,11 @@ class MobileViTLayer(TransformerLayer):
         """Patch side: 2, or 1 on an odd side."""
         return PATCH if self.hw % PATCH == 0 else 1
 
-    def inner(self, hw: int | None = None) -> TransformerLayer:
+    def inner(self, hw: int | None = None) -> PlainTransformerLayer:
         """The transformer layer run on each patch position (on a side ``hw`` if given)."""
-        return TransformerLayer(
-            **{**vars(self), "hw": hw or self.hw // self.patch, "width": self.dim}
+        fields = {k: v for k, v in vars(self).items() if k != "inner_depth"}
+        return PlainTransformerLayer(
+            **{**fields, "hw": hw or self.hw // self.patch, "width": self.dim}
         )
 
 
@@ -57,6 +61,8 @@ class MobileViT(Transformer):
         "heads": [1, 2],
         "head_dim": 4,
         "mlp_ratios": [2],
+        "transformer_depths": [1, 2],
+        "downsample_expands": [2, 4],
         "stride": 2,
         "activation": "silu",
     }
@@ -64,17 +70,26 @@ class MobileViT(Transformer):
     elastic = "nas.blocks.nn.mobilevit:ElasticMobileViTBlock"
 
     def layer(self, ctx: LayerContext) -> MobileViTLayer:
-        return self.layer_type(**vars(super().layer(ctx)))
+        depth = int(ctx.values.get("transformer_depth", 1))
+        return self.layer_type(**vars(super().layer(ctx)), inner_depth=depth)
 
     def patch_transformer(self, b, layer: MobileViTLayer, x: str) -> str:
-        """unfold -> the transformer layer once per patch position (weights shared) -> fold."""
-        d, hw, p = layer.dim, layer.hw, layer.patch
-        tokens = (hw * hw, d)
+        """unfold -> the transformer layers and the final LayerNorm once per patch position
+        (weights shared) -> fold."""
+        d, hw, p, inner = layer.dim, layer.hw, layer.patch, layer.inner()
+        n = inner.hw * inner.hw
+        tokens, image = (hw * hw, d), (d, inner.hw, inner.hw)
         unfolded = b.op("unfold", "reshape", [x], (d, hw, hw), tokens)
         outputs = []
         for i in range(p * p):
+            node = unfolded
+            for j in range(layer.inner_depth):
+                with b.copy(f"patch{i}.layer{j}", shares_weights=i > 0):
+                    node = super().graph(b, inner, node)
             with b.copy(f"patch{i}", shares_weights=i > 0):
-                outputs.append(super().graph(b, layer.inner(), unfolded))
+                node = b.op("to_tokens", "reshape", [node], image, (n, d))
+                node = b.op("norm", "layernorm", [node], (n, d), (n, d), params=2 * d)
+                outputs.append(b.op("to_image", "reshape", [node], (n, d), image))
         return b.op("fold", "reshape", outputs, tokens, (d, hw, hw))
 
     def graph(self, b, layer: MobileViTLayer, x: str) -> str:
@@ -100,8 +115,10 @@ class MobileViTv2Layer(MobileViTLayer):
 @register_block
 class MobileViTv2(MobileViT):
     """MobileViTv2: 3x3 depthwise local conv (BN, activation), 1x1 conv to the transformer
-    width, unfold, transformer layer (MobileViTv2 uses ``attentions: [separable]``), fold, 1x1
-    conv back with BN and no activation; no concat fusion and no residual around the block."""
+    width, unfold, L transformer layers (MobileViTv2 uses ``attentions: [separable]``, one head
+    of the transformer width) and a final norm (LayerNorm here; MobileViTv2's code normalises
+    with GroupNorm of one group, the same parameters), fold, 1x1 conv back with BN and no
+    activation; no concat fusion and no residual around the block."""
 
     name = "mobilevitv2"
     layer_type = MobileViTv2Layer

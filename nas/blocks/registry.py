@@ -110,12 +110,16 @@ class BlockKind:
     aliases: ClassVar[tuple[str, ...]] = ()
     #: The layer record (frozen dataclass) its :meth:`layer` returns.
     layer_type: ClassVar[type]
+    #: Other layer records of this kind (a kind whose layers take several forms).
+    other_layer_types: ClassVar[tuple[type, ...]] = ()
     choices: ClassVar[tuple[ChoiceSpec, ...]] = ()
     settings: ClassVar[tuple[SettingSpec, ...]] = ()
     #: Least number of layers a stage of this kind may have.
     min_depth: ClassVar[int] = 1
     #: Name of the slot of a layer opening each stage (``stages.i.<entry>``), if any.
     entry: ClassVar[str | None] = None
+    #: Choices of the stage the entry layer reads (when the stage declares them).
+    entry_choices: ClassVar[tuple[str, ...]] = ()
     #: A tiny stage of this kind (YAML mapping; for a stem or head kind, the space's ``stem`` or
     #: ``head`` mapping): docs, and the conformance suite every kind passes.
     example: ClassVar[Mapping[str, Any] | None] = None
@@ -137,7 +141,13 @@ class BlockKind:
     # ------------------------------------------------------------------ declaration
 
     def check_stage(self, choices: Mapping[str, tuple], settings: Mapping[str, Any], where: str):
-        """Refuse combinations of keys that are each valid alone (raise :class:`SpaceError`)."""
+        """Refuse combinations of keys that are each valid alone (raise :class:`SpaceError`);
+        ``settings`` holds the stage's ``stride`` too."""
+
+    def stage_entry(self, settings: Mapping[str, Any]) -> str | None:
+        """The entry slot name of a stage of this kind with ``settings`` (:attr:`entry`, unless
+        the settings leave the entry out)."""
+        return self.entry
 
     def layer(self, ctx: LayerContext) -> Layer:
         """The layer record of a layer of this kind."""
@@ -183,6 +193,8 @@ class AttentionKind:
     name: ClassVar[str]
     #: Whether the core adds the transformer's learned relative-position bias to its scores.
     position_bias: ClassVar[bool] = False
+    #: Query channels per head (None: the layer's head_dim, as keys have).
+    score_dim: ClassVar[int | None] = None
     #: ``(q, k, v, bias) -> out`` on (batch, heads, tokens, dim) tensors; ``bias`` is the
     #: (heads, tokens, tokens) position bias or None.
     core: ClassVar[Any] = None
@@ -239,7 +251,8 @@ def register_block(cls: type[BlockKind]) -> type[BlockKind]:
     _KINDS[kind.name] = kind
     for name in (kind.name, *kind.aliases):
         _ALIASES[name] = kind.name
-    _BY_LAYER[kind.layer_type] = kind
+    for layer_type in (kind.layer_type, *kind.other_layer_types):
+        _BY_LAYER[layer_type] = kind
     for unit, builder in kind.units.items():
         _claim_unit(unit, builder, kind.name)
     for choice in kind.choices:

@@ -2,7 +2,8 @@
 mixer. A layer that keeps the side and width mixes tokens with a kxk depthwise conv + BN, a 1x1
 depthwise conv (with bias) and the identity, summed and batch-normalised (RepVGGDW); other layers
 use a kxk depthwise conv (stride) + BN and a 1x1 conv + BN to the new width. Then optional
-squeeze-excite (on every other layer of a stage, from the first, as RepViT places it) and the
+squeeze-excite (on every other token-mixing layer of a stage, from the first, never on a
+downsampling one, as RepViT places it) and the
 channel mixer, a residual 1x1 conv FFN (BN, activation, BN).
 
 It takes MBConv's choices and settings, read as RepViT's: ``kernels`` (the token mixer's
@@ -15,7 +16,7 @@ depthwise conv with bias; the operator graph is of that form. The torch half is
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from nas.blocks.mbconv import (
     MBConv,
@@ -69,7 +70,12 @@ class RepViT(BlockKind):
     deploy = "nas.blocks.nn.repvit:fold_token_mixer"
 
     def layer(self, ctx: LayerContext) -> RepViTLayer:
-        return conv_layer(RepViTLayer, ctx, se=bool(ctx.spec.se) and ctx.index % 2 == 0)
+        layer = conv_layer(RepViTLayer, ctx, se=False)
+        # RepViT's placement: every other token-mixing layer from the stage's first, never on a
+        # downsampling layer (in a strided stage, layer 0)
+        position = ctx.index - (ctx.spec.stride != 1)
+        se = bool(ctx.spec.se) and layer.identity and position % 2 == 0
+        return replace(layer, se=se) if se else layer
 
     def graph(self, b, layer: RepViTLayer, x: str) -> str:
         """As exported: the RepVGGDW branches folded into one depthwise conv with bias."""

@@ -1,8 +1,8 @@
 """Separable self-attention (MobileViTv2): one score per token, a softmax over the tokens, a
 context vector (the score-weighted sum of the keys) and ReLU values scaled by it element-wise;
-linear in the number of tokens, with no token-by-token matrix. Each head's score is the sum of its
-query channels (MobileViTv2's one-channel projection, learned through the query projection); with
-``v_scale`` above 1 the context is repeated across the value channels. The core is one latency
+linear in the number of tokens, with no token-by-token matrix. Each head's score is its one query
+channel (MobileViTv2's one-channel projection: the query projection has one output per head);
+with ``v_scale`` above 1 the context is repeated across the value channels. The core is one latency
 unit (``attn-separable``); the torch half is :mod:`nas.blocks.nn.separable`."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from nas.blocks.registry import AttentionKind, register_attention
 @register_attention
 class Separable(AttentionKind):
     name = "separable"
+    score_dim = 1
     core = "nas.blocks.nn.separable:separable_core"
     example = {
         "kind": "transformer",
@@ -28,8 +29,7 @@ class Separable(AttentionKind):
 
     def graph(self, b, layer, q: str, k: str, v: str) -> str:
         n, heads, d, dv = layer.hw * layer.hw, layer.heads, layer.head_dim, layer.v_dim
-        scores = b.op("attn.scores", "reduce_sum", [q], (heads, n, d), (heads, n, 1))
-        probs = b.op("attn.softmax", "softmax", [scores], (heads, n, 1), (heads, n, 1))
+        probs = b.op("attn.softmax", "softmax", [q], (heads, n, 1), (heads, n, 1))
         context = b.op(
             "attn.context", "matmul", [probs, k], (heads, n, d), (heads, 1, d), macs=heads * n * d
         )

@@ -28,14 +28,15 @@ class Softmax(AttentionKind):
         scores = b.op(
             "attn.scores", "matmul", [q, k], (heads, n, d), (heads, n, n), macs=heads * n * n * d
         )
-        scores = b.op(
-            "attn.pos_bias",
-            "add",
-            [scores],
-            (heads, n, n),
-            (heads, n, n),
-            params=heads * (2 * layer.hw - 1) ** 2,
-        )
+        if layer.uses_position_bias:
+            scores = b.op(
+                "attn.pos_bias",
+                "add",
+                [scores],
+                (heads, n, n),
+                (heads, n, n),
+                params=heads * (2 * layer.hw - 1) ** 2,
+            )
         probs = b.op("attn.softmax", "softmax", [scores], (heads, n, n), (heads, n, n))
         return b.op(
             "attn.context",

@@ -1,7 +1,8 @@
-"""The stem: a kxk conv (BN, activation) on the image, then optional depthwise-separable layers
-(MBConv layers of expand ratio 1, as in ElasticViT). Declared by the space's ``stem`` mapping:
-``widths`` (a choice), ``stride``, ``kernel``, ``activation``, ``ds_depths`` (a choice),
-``ds_kernel``, ``ds_activation``. The torch half is :mod:`nas.blocks.nn.stem`.
+"""The stem: a kxk conv (BN, activation) on the image -- or two, each of stride ``stride``, the
+first to half the width (``convs: 2``, as in EfficientFormer and RepViT) -- then optional
+depthwise-separable layers (MBConv layers of expand ratio 1, as in ElasticViT). Declared by the
+space's ``stem`` mapping: ``widths`` (a choice), ``stride``, ``kernel``, ``activation``,
+``convs``, ``ds_depths`` (a choice), ``ds_kernel``, ``ds_activation``. The torch half is :mod:`nas.blocks.nn.stem`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,12 @@ class StemSpec:
     ds_depths: tuple[int, ...] = (0,)
     ds_kernel: int = 3
     ds_activation: str | None = None
+    convs: int = 1
+
+    @property
+    def total_stride(self) -> int:
+        """The stride of the stem's convs together."""
+        return self.stride**self.convs
 
 
 @dataclass(frozen=True)
@@ -38,10 +45,16 @@ class StemLayer:
     kernel: int
     stride: int
     activation: str
+    convs: int = 1
+
+    @property
+    def mid_ch(self) -> int:
+        """Width of the first conv's output when there are two."""
+        return self.out_ch // 2
 
     @property
     def out_hw(self) -> int:
-        return conv_out_hw(self.in_hw, self.stride)
+        return conv_out_hw(self.in_hw, self.stride**self.convs)
 
 
 @register_block
@@ -49,13 +62,13 @@ class Stem(BlockKind):
     name = "stem"
     role = "stem"
     layer_type = StemLayer
-    example = {"widths": [4, 8], "stride": 1, "kernel": 3, "ds_depths": [0, 1]}
+    example = {"widths": [4, 8], "stride": 1, "kernel": 3, "convs": 2, "ds_depths": [0, 1]}
     static = "nas.blocks.nn.stem:stem_module"
-    elastic = "nas.blocks.nn.stem:ElasticStem"
+    elastic = "nas.blocks.nn.stem:elastic_stem"
 
     def parse(self, data: Any) -> StemSpec:
         """The space's ``stem`` mapping."""
-        known = {"widths", "stride", "kernel", "activation", "ds_depths", "ds_kernel"}
+        known = {"widths", "stride", "kernel", "activation", "ds_depths", "ds_kernel", "convs"}
         grammar.reject_unknown(data, {*known, "ds_activation"}, "stem")
         ds_activation = data.get("ds_activation")
         return StemSpec(
@@ -65,6 +78,7 @@ class Stem(BlockKind):
             activation=grammar.activation(data.get("activation", "hswish"), "stem.activation"),
             ds_depths=tuple(grammar.nonnegative_ints(data.get("ds_depths", [0]), "stem.ds_depths")),
             ds_kernel=grammar.odd_kernel(data.get("ds_kernel", 3), "stem.ds_kernel"),
+            convs=grammar.one_of(data.get("convs", 1), (1, 2), "stem.convs"),
             ds_activation=(
                 None
                 if "ds_activation" not in data
@@ -75,7 +89,14 @@ class Stem(BlockKind):
     def layer(self, ctx: LayerContext) -> StemLayer:
         spec = ctx.spec
         return StemLayer(
-            ctx.slot, ctx.side, ctx.in_ch, ctx.out_ch, spec.kernel, spec.stride, spec.activation
+            ctx.slot,
+            ctx.side,
+            ctx.in_ch,
+            ctx.out_ch,
+            spec.kernel,
+            spec.stride,
+            spec.activation,
+            spec.convs,
         )
 
     def ds_layer(self, ctx: LayerContext) -> MBConvLayer:
@@ -87,19 +108,19 @@ class Stem(BlockKind):
         )
 
     def graph(self, b, layer: StemLayer, x: str) -> str:
-        node, _ = b.conv_bn_act(
-            "stem",
-            x,
-            layer.in_ch,
-            layer.out_ch,
-            layer.kernel,
-            layer.stride,
-            layer.in_hw,
-            layer.activation,
-        )
+        widths = [layer.in_ch, layer.out_ch]
+        if layer.convs == 2:
+            widths.insert(1, layer.mid_ch)
+        node, hw = x, layer.in_hw
+        for i, (cin, cout) in enumerate(zip(widths, widths[1:], strict=False)):
+            name = "stem" if i == 0 else f"stem{i + 1}"
+            act = layer.activation
+            node, hw = b.conv_bn_act(name, node, cin, cout, layer.kernel, layer.stride, hw, act)
         return node
 
     def table_keys(self, table: str, layer: StemLayer) -> list[str] | None:
+        if layer.convs != 1:
+            return None
         if table == PIXEL4:
             return [
                 f"firstconv_{layer.in_hw}_{layer.in_ch}_{layer.out_ch}_{layer.stride}"

@@ -6,7 +6,13 @@ import torch
 from torch import nn
 
 #: Activation name (as in :data:`nas.grammar.ACTIVATIONS`) -> module class.
-ACTIVATION_MODULES = {"relu": nn.ReLU, "hswish": nn.Hardswish, "gelu": nn.GELU, "silu": nn.SiLU}
+ACTIVATION_MODULES = {
+    "relu": nn.ReLU,
+    "relu6": nn.ReLU6,
+    "hswish": nn.Hardswish,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+}
 
 
 def activation(name: str) -> nn.Module:

@@ -1,6 +1,6 @@
 """Torch half of the MobileViT kind (:mod:`nas.blocks.mobilevit`): the static block and its
-elastic twin. The transformer layer is the transformer kind's block, run on the patch positions
-as a batch."""
+elastic twin. The transformer layers are the transformer kind's blocks (plain), run on the patch
+positions as a batch."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from torch import nn
 from nas.blocks.mobilevit import MobileViTLayer, MobileViTv2Layer
 from nas.blocks.nn.common import ConvBNAct
 from nas.blocks.nn.transformer import ElasticTransformerBlock, TransformerBlock
-from nas.supernet.elastic import ElasticConv2d, ElasticConvBNAct
+from nas.supernet.elastic import ElasticConv2d, ElasticConvBNAct, ElasticLayerNorm
 
 
 def unfold(x: torch.Tensor, patch: int) -> torch.Tensor:
@@ -28,9 +28,43 @@ def fold(x: torch.Tensor, patch: int) -> torch.Tensor:
     return x.reshape(-1, dim, h * patch, w * patch)
 
 
+class PatchTransformer(nn.Module):
+    """The first ``depth`` of its transformer layers, then LayerNorm, on (batch, d, h, w)."""
+
+    def __init__(self, layers: list[nn.Module], norm: nn.Module):
+        super().__init__()
+        self.layers, self.norm, self.depth = nn.ModuleList(layers), norm, len(layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers[: self.depth]:
+            x = layer(x)
+        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+def patch_transformer(layer: MobileViTLayer) -> PatchTransformer:
+    inner = layer.inner()
+    layers = [TransformerBlock(inner) for _ in range(layer.inner_depth)]
+    return PatchTransformer(layers, nn.LayerNorm(layer.dim))
+
+
+class ElasticPatchTransformer(PatchTransformer):
+    def __init__(self, largest: MobileViTLayer):
+        inner = largest.inner(largest.hw)
+        layers = [ElasticTransformerBlock(inner) for _ in range(largest.inner_depth)]
+        super().__init__(layers, ElasticLayerNorm(largest.dim))
+        for block in layers:
+            block.set_active(inner)
+
+    def set_active(self, layer: MobileViTLayer) -> None:
+        self.depth = layer.inner_depth
+        for block in self.layers[: self.depth]:
+            block.set_active(layer.inner())
+        self.norm.set_active(layer.dim)
+
+
 class MobileViTBlock(nn.Module):
-    """local conv -> 1x1 to the transformer width -> unfold -> transformer -> fold -> 1x1 back ->
-    fusion conv over the concat with the input."""
+    """local conv -> 1x1 to the transformer width -> unfold -> transformer layers and norm ->
+    fold -> 1x1 back -> fusion conv over the concat with the input."""
 
     def __init__(self, layer: MobileViTLayer):
         super().__init__()
@@ -38,7 +72,7 @@ class MobileViTBlock(nn.Module):
         self.patch = layer.patch
         self.local = ConvBNAct(c, c, 3, act=act)
         self.proj_in = nn.Conv2d(c, d, 1, bias=False)
-        self.transformer = TransformerBlock(layer.inner())
+        self.transformer = patch_transformer(layer)
         self.proj_out = ConvBNAct(d, c, 1, act=act)
         self.fusion = ConvBNAct(2 * c, c, 3, act=act)
 
@@ -70,7 +104,7 @@ class ElasticMobileViTBlock(nn.Module):
         self.patch = largest.patch
         self.local = ElasticConvBNAct(c, c, 3, act=act)
         self.proj_in = ElasticConv2d(c, d, 1)
-        self.transformer = ElasticTransformerBlock(largest.inner(largest.hw))
+        self.transformer = ElasticPatchTransformer(largest)
         self.proj_out = ElasticConvBNAct(d, c, 1, act=act)
         self.fusion = ElasticConvBNAct(2 * c, c, 3, act=act)
         self.fusion.conv = ElasticHalvesConv2d(2 * c, c, 3)
@@ -80,7 +114,7 @@ class ElasticMobileViTBlock(nn.Module):
         self.patch = layer.patch
         self.local.configure(c, c)
         self.proj_in.set_active(c, d)
-        self.transformer.set_active(layer.inner())
+        self.transformer.set_active(layer)
         self.proj_out.configure(d, c)
         if self.fusion is not None:
             self.fusion.configure(2 * c, c)
@@ -96,7 +130,7 @@ class MobileViTv2Block(nn.Module):
         self.patch = layer.patch
         self.local = ConvBNAct(c, c, 3, act=layer.activation, depthwise=True)
         self.proj_in = nn.Conv2d(c, d, 1, bias=False)
-        self.transformer = TransformerBlock(layer.inner())
+        self.transformer = patch_transformer(layer)
         self.proj_out = ConvBNAct(d, c, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -113,6 +147,6 @@ class ElasticMobileViTv2Block(ElasticMobileViTBlock):
         self.patch = largest.patch
         self.local = ElasticConvBNAct(c, c, 3, act=largest.activation, depthwise=True)
         self.proj_in = ElasticConv2d(c, d, 1)
-        self.transformer = ElasticTransformerBlock(largest.inner(largest.hw))
+        self.transformer = ElasticPatchTransformer(largest)
         self.proj_out = ElasticConvBNAct(d, c, 1)
         self.fusion = None

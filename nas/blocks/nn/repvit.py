@@ -82,7 +82,11 @@ class ElasticRepViTBlock(nn.Module):
         if largest.stride != 1 or first:
             self.down = ElasticConvBNAct(c, c, k, largest.stride, depthwise=True)
             self.project = ElasticConvBNAct(c, out, 1)
-        self.se = ElasticSqueezeExcite(c) if largest.se else None
+        # the slot's layer may have SE (when it mixes tokens): see RepViT.layer
+        may_se = largest.se
+        if spec is not None and spec.se:
+            may_se = (int(largest.slot.rsplit(".", 1)[1]) - (spec.stride != 1)) % 2 == 0
+        self.se = ElasticSqueezeExcite(c) if may_se else None
         self.ffn1 = ElasticConvBNAct(out, largest.hidden, 1, act=largest.activation)
         self.ffn2 = ElasticConvBNAct(largest.hidden, out, 1)
         self.identity = largest.identity

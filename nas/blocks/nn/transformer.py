@@ -10,7 +10,7 @@ from torch import nn
 
 from nas.blocks.nn.common import activation, relative_position_index
 from nas.blocks.registry import attention_kind, attention_kinds
-from nas.blocks.transformer import TransformerLayer
+from nas.blocks.transformer import PlainTransformerLayer, TransformerLayer
 from nas.supernet.elastic import ElasticConv2d, ElasticLayerNorm, ElasticLinear
 
 
@@ -27,7 +27,7 @@ class Attention(nn.Module):
         self.kind, self.core_fn, self.uses_bias = (
             kind.name,
             kind.core_function(),
-            kind.position_bias,
+            layer.uses_position_bias,
         )
         self.heads, self.head_dim, self.v_dim, self.side = (
             layer.heads,
@@ -36,11 +36,12 @@ class Attention(nn.Module):
             layer.hw,
         )
         width, inner_v = layer.width, layer.heads * layer.v_dim
-        self.q = nn.Linear(width, layer.qk_dim)
+        self.q = nn.Linear(width, layer.q_dim)
         self.k = nn.Linear(width, layer.qk_dim)
         self.v = nn.Linear(width, inner_v)
-        self.v_local = nn.Conv2d(inner_v, inner_v, 3, 1, 1, groups=inner_v)
-        self.act = activation(layer.activation)
+        plain = layer.plain
+        self.v_local = None if plain else nn.Conv2d(inner_v, inner_v, 3, 1, 1, groups=inner_v)
+        self.act = nn.Identity() if plain else activation(layer.activation)
         self.proj = nn.Linear(inner_v, width)
         if self.uses_bias:
             self.pos_table = nn.Parameter(torch.zeros(layer.heads, (2 * layer.hw - 1) ** 2))
@@ -54,15 +55,17 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch = x.shape[0]
         v = self.v(x)
-        local = self.v_local(v.transpose(1, 2).reshape(batch, -1, self.side, self.side))
-        out = self.core(self.q(x), self.k(x), v) + local.flatten(2).transpose(1, 2)
+        out = self.core(self.q(x), self.k(x), v)
+        if self.v_local is not None:
+            local = self.v_local(v.transpose(1, 2).reshape(batch, -1, self.side, self.side))
+            out = out + local.flatten(2).transpose(1, 2)
         return self.proj(self.act(out))
 
     def core(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Queries, keys, values (batch, tokens, channels) -> the heads' outputs, concatenated."""
         batch, tokens, _ = q.shape
         heads, dim, v_dim = self.heads, self.head_dim, self.v_dim
-        q = q.view(batch, tokens, heads, dim).transpose(1, 2)
+        q = q.view(batch, tokens, heads, -1).transpose(1, 2)
         k = k.view(batch, tokens, heads, dim).transpose(1, 2)
         v = v.view(batch, tokens, heads, v_dim).transpose(1, 2)
         out = self.core_fn(q, k, v, self.position_bias() if self.uses_bias else None)
@@ -119,6 +122,7 @@ class ElasticAttention(nn.Module):
         max_v_scale: int,
         max_side: int,
         act: str,
+        plain: bool = False,
     ):
         super().__init__()
         self.max_heads, self.max_v_dim, self.max_side = max_heads, head_dim * max_v_scale, max_side
@@ -126,8 +130,10 @@ class ElasticAttention(nn.Module):
         self.q = ElasticLinear(max_width, max_heads * head_dim)
         self.k = ElasticLinear(max_width, max_heads * head_dim)
         self.v = ElasticLinear(max_width, max_inner_v)
-        self.v_local = ElasticConv2d(max_inner_v, max_inner_v, 3, depthwise=True, bias=True)
-        self.act = activation(act)
+        self.v_local = (
+            None if plain else ElasticConv2d(max_inner_v, max_inner_v, 3, depthwise=True, bias=True)
+        )
+        self.act = nn.Identity() if plain else activation(act)
         self.proj = ElasticLinear(max_inner_v, max_width)
         self.pos_table = nn.Parameter(torch.zeros(max_heads, (2 * max_side - 1) ** 2))
         self._index_cache: dict[tuple, torch.Tensor] = {}
@@ -143,7 +149,7 @@ class ElasticAttention(nn.Module):
         self.kind, self.core_fn, self.uses_bias = (
             kind.name,
             kind.core_function(),
-            kind.position_bias,
+            layer.uses_position_bias,
         )
         self.side = layer.hw
         self.heads, self.head_dim, self.v_dim = layer.heads, layer.head_dim, layer.v_dim
@@ -156,10 +162,11 @@ class ElasticAttention(nn.Module):
                     torch.arange(layer.heads)[:, None] * self.max_v_dim + torch.arange(layer.v_dim)
                 ).flatten(),
             )
-        self.q.set_active(layer.width, layer.qk_dim)
+        self.q.set_active(layer.width, layer.q_dim)
         self.k.set_active(layer.width, layer.qk_dim)
         self.v.set_active(layer.width, inner_v, out_index=v_index)
-        self.v_local.set_active(inner_v, inner_v, 3, index=v_index)
+        if self.v_local is not None:
+            self.v_local.set_active(inner_v, inner_v, 3, index=v_index)
         self.proj.set_active(inner_v, layer.width, in_index=v_index)
         self.pos_index = self._cached(
             ("pos", layer.hw), lambda: relative_position_index(layer.hw, self.max_side)
@@ -199,7 +206,7 @@ class ElasticTransformerBlock(nn.Module):
         width, act = largest.width, largest.activation
         self.norm1 = ElasticLayerNorm(width)
         self.attn = ElasticAttention(
-            width, largest.heads, largest.head_dim, largest.v_scale, largest.hw, act
+            width, largest.heads, largest.head_dim, largest.v_scale, largest.hw, act, largest.plain
         )
         self.norm2 = ElasticLayerNorm(width)
         self.mlp = ElasticMlp(width, width * largest.mlp_ratio, act)
@@ -222,7 +229,8 @@ class AttentionCore(nn.Module):
         super().__init__()
         f = spec.feature_dict()
         (kind,) = [k for k in attention_kinds() if k.unit == spec.kind]
-        layer = TransformerLayer(
+        unbiased = f.get("position_bias", True) is False
+        layer = (PlainTransformerLayer if unbiased else TransformerLayer)(
             "kernel",
             f["side"],
             f["heads"] * f["head_dim"],
@@ -248,8 +256,9 @@ def attention_core_kernel(spec, batch: int):
     f = spec.feature_dict()
     module = AttentionCore(spec)
     n, qk = f["tokens"], f["heads"] * f["head_dim"]
+    (kind,) = [k for k in attention_kinds() if k.unit == spec.kind]
     inputs = (
-        torch.randn(batch, n, qk),
+        torch.randn(batch, n, f["heads"] * (kind.score_dim or f["head_dim"])),
         torch.randn(batch, n, qk),
         torch.randn(batch, n, f["heads"] * f["v_dim"]),
     )
