@@ -9,7 +9,17 @@ from pathlib import Path
 
 import pytest
 
-import tests.fused_kind  # noqa: F401  (registers the test-only block kind ``test_fused``)
+# One CPU thread per process, here and in every `nas` command the tests start (they inherit the
+# environment): the suite's models are tiny, and on a small machine torch's thread pool spends
+# far more time synchronising than computing (a tiny conv takes about 100x longer on 2 threads).
+for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
+
+import torch  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+import tests.fused_kind  # noqa: E402, F401  (registers the test-only block kind ``test_fused``)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
