@@ -102,6 +102,27 @@ MUTATIONS = (
         ("tests/test_train.py",),
     ),
     Mutation(
+        "resume forgets the optimizer state",
+        "nas/train/trainer.py",
+        'self.optimizer.load_state_dict(payload["optimizer"])',
+        "pass",
+        ("tests/test_compat.py", "-k", "resumes"),
+    ),
+    Mutation(
+        "resume forgets the sampler state (fixture of the previous version)",
+        "nas/train/trainer.py",
+        'self.sampler.load_state_dict(payload["sampler"])',
+        "pass",
+        ("tests/test_compat.py", "-k", "resumes"),
+    ),
+    Mutation(
+        "stacked latency lookup reads the wrong column for layers every arch has",
+        "predictors/positions.py",
+        "[0 if t.depth_values is None else t.position.depth_dim for t in tables], np.int64",
+        "[1 if t.depth_values is None else t.position.depth_dim for t in tables], np.int64",
+        ("tests/test_latency_predictor.py",),
+    ),
+    Mutation(
         "equal points dominate each other (Pareto front)",
         "nas/search/pareto.py",
         "np.any(points > points[i], axis=1)",

@@ -593,7 +593,7 @@ class LatencyPredictor:
             compiled = self._compiled_tables()
             self._stacked = StackedTables(
                 [c.latency for c in compiled],
-                len(self.space.dimensions),
+                [len(d.values) for d in self.space.dimensions],
                 [[c.regressed for c in compiled]],
             )
         values, flags = self._stacked.lookup(np.asarray(index))

@@ -82,7 +82,11 @@ class StackedTables:
     shape) looked up together: one gather for all positions, so that small batches of archs
     (a search's candidate moves) cost a few numpy calls rather than a few per position."""
 
-    def __init__(self, tables: Sequence[PositionTable], n_dims: int, columns: Sequence = ()):
+    def __init__(
+        self, tables: Sequence[PositionTable], dim_sizes: Sequence[int], columns: Sequence = ()
+    ):
+        """``dim_sizes``: the number of values of each of the space's dimensions."""
+        n_dims = len(dim_sizes)
         sizes = [len(t.values) for t in tables]
         self.offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
         self.strides = np.zeros((n_dims, len(tables)), dtype=np.float64)
@@ -90,12 +94,13 @@ class StackedTables:
             np.add.at(self.strides[:, p], t.deps, t.strides)
         self.values = [np.concatenate([t.values for t in tables])]
         self.values += [np.concatenate(list(column)) for column in columns]
-        # active[p, j]: position p has a layer when its depth decision takes value index j
+        # active[p, j]: position p has a layer when its depth decision takes value index j;
+        # positions every arch has read dimension 0 (any of its values: a row of True)
         depth_sizes = [0 if t.depth_values is None else len(t.depth_values) for t in tables]
         self.depth_cols = np.array(
             [0 if t.depth_values is None else t.position.depth_dim for t in tables], np.int64
         )
-        self.active = np.ones((len(tables), max([1, *depth_sizes])), dtype=bool)
+        self.active = np.ones((len(tables), max([1, dim_sizes[0], *depth_sizes])), dtype=bool)
         for p, t in enumerate(tables):
             if t.depth_values is not None:
                 self.active[p, : len(t.depth_values)] = t.depth_values > t.position.layer

@@ -57,7 +57,7 @@ def test_arch_files_load_with_the_same_macs(name):
     assert json.loads((FIXTURES / "archs" / f"{name}.json").read_text()) == arch.to_dict()
 
 
-def _check_outputs(supernet, rows) -> None:
+def _check_outputs(supernet, rows, atol: float = 1e-6) -> None:
     from nas.extract import extract
 
     space = supernet.space
@@ -70,9 +70,9 @@ def _check_outputs(supernet, rows) -> None:
                 2, space.in_channels, arch.resolution, arch.resolution, generator=gen
             )
             supernet.set_arch(arch)
-            np.testing.assert_allclose(supernet(image).numpy(), row["supernet"], atol=1e-6)
+            np.testing.assert_allclose(supernet(image).numpy(), row["supernet"], atol=atol)
             model = extract(supernet, arch).eval()
-            np.testing.assert_allclose(model(image).numpy(), row["extracted"], atol=1e-6)
+            np.testing.assert_allclose(model(image).numpy(), row["extracted"], atol=atol)
 
 
 def test_checkpoint_of_a_2_step_run_gives_the_same_outputs():
@@ -92,7 +92,9 @@ def test_the_2_step_run_resumes_to_the_same_weights(tmp_path):
         "--batch-size 32 --calib-images 64 --sampler cas+pas --no-progress --max-steps 3 --out"
     )
     assert main([*train.split(), str(run)]) == 0
-    _check_outputs(load_supernet(run / "last.pt"), EXPECTED["checkpoint"]["step3"])
+    # a training step's sums depend on torch's thread count (about 1e-5 here); a resume that
+    # loses the optimizer, the sampler or the data order differs by far more than the tolerance
+    _check_outputs(load_supernet(run / "last.pt"), EXPECTED["checkpoint"]["step3"], atol=1e-4)
 
 
 def test_a_seeded_supernet_starts_from_the_same_weights():

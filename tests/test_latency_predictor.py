@@ -112,6 +112,23 @@ def test_vectorised_predict_equals_the_per_arch_path(tiny_space, tiny_profile):
     assert predictor.predict([]).shape == (0,)
 
 
+def test_vectorised_predict_equals_the_per_arch_path_with_many_resolutions():
+    """More resolutions than any stage has depths: the batched lookup's index columns of
+    resolution and depth must not be confused (a space like Note10's, with 7 resolutions)."""
+    from tests.conftest import TINY_SPACE
+
+    space = SearchSpace.from_dict({**TINY_SPACE, "resolutions": [8, 10, 12, 14, 16]})
+    predictor = LatencyPredictor(space).fit(synthetic_profile(space))
+    archs = _archs(space, 40) + [space.min_arch(), space.max_arch()]
+    assert {a.resolution for a in archs} == set(space.resolutions)
+    slow = np.array([predictor.predict_arch(a) for a in archs])
+    for batch in (1, 3, len(archs)):  # single moves and whole populations alike
+        fast = np.concatenate(
+            [predictor.predict(archs[i : i + batch]) for i in range(0, len(archs), batch)]
+        )
+        np.testing.assert_allclose(fast, slow, rtol=1e-10, atol=1e-12)
+
+
 def test_unmeasured_kernels_are_regressed_alike_on_both_paths(tiny_space):
     profile = synthetic_profile(tiny_space, drop_every=5)
     predictor = LatencyPredictor(tiny_space).fit(profile)
