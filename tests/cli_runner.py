@@ -12,6 +12,7 @@ The server never runs torch operations itself, so the children inherit no thread
 
 from __future__ import annotations
 
+import atexit
 import json
 import subprocess
 import sys
@@ -22,6 +23,7 @@ SERVER = r"""
 import io, json, os, resource, signal, sys, tempfile, time, traceback
 import nas.cli, nas.deploy, nas.trained, nas.train.trainer, predictors.commands, predictors.latency
 import predictors.measure, predictors.validate
+import onnx, onnxruntime, optuna, sklearn.datasets, sklearn.ensemble, torch._dynamo  # slow imports
 
 requests, replies = sys.stdin, os.fdopen(os.dup(1), "w")
 
@@ -134,3 +136,15 @@ class CliRunner:
         if self.process.stdin is not None:
             self.process.stdin.close()
         self.process.wait(timeout=60)
+
+
+_shared: CliRunner | None = None
+
+
+def shared_runner() -> CliRunner:
+    """The test process's one command server (started on first use, closed at exit)."""
+    global _shared
+    if _shared is None or _shared.process.poll() is not None:
+        _shared = CliRunner()
+        atexit.register(_shared.close)
+    return _shared

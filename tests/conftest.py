@@ -80,22 +80,20 @@ def run_nas(
     env: dict[str, str] | None = None,
     timeout: float = 900,
 ) -> subprocess.CompletedProcess:
-    """Run the installed ``nas`` command as a user does, in ``cwd``; check its exit code
-    (``expect``, or none when None) and return the finished process (text output)."""
-    exe = nas_executable()
-    if not exe.is_file():
-        pytest.fail(f"no installed `nas` command at {exe}: install the package (`make venv`)")
-    done = subprocess.run(
-        [str(exe), *map(str, args)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=timeout,
-    )
+    """Run a `nas` command as a user does, in ``cwd``, in a process of its own (forked by the
+    test process's command server, :mod:`cli_runner`, which has the engine imported already);
+    check its exit code (``expect``, or none when None) and return the finished process (text
+    output)."""
+    from cli_runner import shared_runner
+
+    argv = [str(a) for a in args]
+    result = shared_runner().run(argv, cwd, env=env, timeout=timeout)
+    if result.code is None:
+        raise subprocess.TimeoutExpired(["nas", *argv], timeout, result.out, result.err)
+    done = subprocess.CompletedProcess(["nas", *argv], result.code, result.out, result.err)
     if expect is not None:
         assert done.returncode == expect, (
-            f"`nas {' '.join(map(str, args))}` exited {done.returncode}, not {expect}\n"
+            f"`nas {' '.join(argv)}` exited {done.returncode}, not {expect}\n"
             f"stdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-3000:]}"
         )
     return done

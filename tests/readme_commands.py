@@ -229,8 +229,12 @@ class ReadmeFlow:
                      for k, w in enumerate(argv)]  # fmt: skip
             shell = " ".join(w if w in SHELL_WORDS else shlex.quote(w) for w in words)
             argv = ["bash", "-o", "pipefail", "-c", shell]
-        elif argv[0] == "nas":
-            argv[0] = nas
+        elif argv[0] == "nas":  # in a process of its own, forked with the engine imported
+            from cli_runner import shared_runner
+
+            result = shared_runner().run(argv[1:], self.root, env=ENVIRONMENT, timeout=900)
+            code = -9 if result.code is None else result.code
+            return Outcome(command, argv, code, result.out, result.err)
         done = subprocess.run(
             argv,
             cwd=self.root,

@@ -9,6 +9,7 @@ README's ``nas train`` and ``nas device measure`` commands in a fresh folder).
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,10 @@ class Trained:
         flow.run_ok("nas train --space hybrid-tiny --data digits")
         flow.run_ok("nas device measure --backend onnxruntime --space hybrid-tiny --out")
         self.folder = folder
-        self.run = flow.path("runs/digits")
+        # a copy without the README's searches, so that each search here starts its own folder
+        # whichever of the README's commands ran before
+        self.run = folder / "digits"
+        shutil.copytree(flow.path("runs/digits"), self.run, ignore=shutil.ignore_patterns("search"))
         self.ort = flow.path("runs/ort.json")
         self.budget = flow.budget()
         self.torch = folder / "torch.json"

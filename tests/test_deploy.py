@@ -199,6 +199,42 @@ def test_tflite_file_runs_here_with_its_card_accuracy(nas, world):
     assert _split_accuracy(predicted) == pytest.approx(fp32["test_top1"])
 
 
+def test_int8_tflite_card_states_the_files_integer_input_and_its_snippet_feeds_it(nas, world):
+    """A fully int8 .tflite takes integer tensors: the card says so (dtype, scale, zero point),
+    nas predict reproduces the card's int8 accuracy, and the card's snippet quantizes its input
+    as the card says and prints the class nas predict prints."""
+    from ai_edge_litert.interpreter import Interpreter
+    from PIL import Image
+
+    _ok(
+        nas,
+        world,
+        *EXTRACT,
+        *["--format", "tflite", "--quantize", "int8", "--calib-images", "16", "--out", "q.tflite"],
+    )
+    card = json.loads((world / "q.tflite.card.json").read_text())
+    interpreter = Interpreter(model_path=str(world / "q.tflite"))
+    (details,) = interpreter.get_input_details()
+    assert card["input"]["dtype"] == np.dtype(details["dtype"]).name
+    if details["dtype"] != np.float32:
+        scale, zero = details["quantization"]
+        assert card["input"]["quantization"]["scale"] == pytest.approx(scale)
+        assert card["input"]["quantization"]["zero_point"] == zero
+    int8 = card["deployed"]["int8"]
+    predicted = _ok(nas, world, "predict", "q.tflite", "--split", "test")
+    assert _split_accuracy(predicted) == pytest.approx(int8["test_top1"])
+
+    images, _ = _test_images(world)
+    Image.fromarray(np.round(images[0, :, :, 0] * 255).astype(np.uint8), "L").save(world / "d.png")
+    by_predict = _ok(nas, world, "predict", "q.tflite", "d.png", "--top", "1").splitlines()[0]
+    (world / "snippet.py").write_text(card["snippet"])
+    done = subprocess.run(
+        [sys.executable, "snippet.py", "d.png"], cwd=world, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == by_predict.split(": ")[1].split(" (")[0]
+
+
 def test_deployment_bad_input_is_one_line_and_exit_2(nas, world):
     assert "torchscript" in _refused(
         nas, world, *EXTRACT, "--format", "torchscript", "--quantize", "int8", "--out", "m.ts"

@@ -177,9 +177,15 @@ _RUN = {
         "from ai_edge_litert.interpreter import Interpreter\n",
         'interpreter = Interpreter(model_path="{model}")\n'
         "interpreter.allocate_tensors()\n"
-        'interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x.numpy())\n'
+        "inp, outp = interpreter.get_input_details()[0], interpreter.get_output_details()[0]\n"
+        "x = x.numpy()\n"
+        'if inp["dtype"] != np.float32:  # an int8 file: quantize as the card says\n'
+        '    scale, zero = inp["quantization"]\n'
+        '    info = np.iinfo(inp["dtype"])\n'
+        '    x = np.clip(np.round(x / scale) + zero, info.min, info.max).astype(inp["dtype"])\n'
+        'interpreter.set_tensor(inp["index"], x)\n'
         "interpreter.invoke()\n"
-        'logits = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])\n',
+        'logits = interpreter.get_tensor(outp["index"])\n',
     ),
     "torchscript": (
         "",

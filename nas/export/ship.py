@@ -145,11 +145,17 @@ def ship(
             timings = time_files(list(loaded.values()), (1, *test_x.shape[1:]))
             for precision, timing in zip(loaded, timings, strict=True):
                 results[precision]["latency_ms"] = timing
+        integer_io = (
+            loaded["int8"].integer_io() if hasattr(loaded.get("int8"), "integer_io") else {}
+        )
         del loaded  # the runtimes hold the temporary fp32 file open
     card_name = out.name + ".card.json"
     return {
-        "input": input_spec(run.preprocessing, resolution, batch),
-        "output": output_spec(run.data.classes, batch),
+        "input": {
+            **input_spec(run.preprocessing, resolution, batch),
+            **integer_io.get("input", {}),
+        },
+        "output": {**output_spec(run.data.classes, batch), **integer_io.get("output", {})},
         "classes": list(run.data.classes),
         "runtime": {**fmt.describe(), "batch": batch, "threads": options.threads},
         "precision": options.precision,

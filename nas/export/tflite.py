@@ -9,6 +9,7 @@ The runtime's CPU path is XNNPACK, as on Android. int8: PT2E with litert-torch's
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -70,6 +71,22 @@ class LoadedFlatbuffer:
         (self._input,) = self.interpreter.get_input_details()
         self._output = self.interpreter.get_output_details()[0]
         self.batch = int(self._input["shape"][0])
+
+    def integer_io(self) -> dict[str, dict[str, Any]]:
+        """The file's integer input and output tensors (a fully int8 model), as card fields:
+        dtype and the scale and zero point that map them to the float contract."""
+        fields = {}
+        for name, details, rule in (
+            ("input", self._input, "q = clip(round(x / scale) + zero_point) of the float input"),
+            ("output", self._output, "logits = (q - zero_point) * scale"),
+        ):
+            if details["dtype"] != np.float32:
+                scale, zero = details["quantization"]
+                fields[name] = {
+                    "dtype": np.dtype(details["dtype"]).name,
+                    "quantization": {"scale": float(scale), "zero_point": int(zero), "rule": rule},
+                }
+        return fields
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Float logits of float inputs; a file with integer input or output (a fully int8
