@@ -159,17 +159,19 @@ def kind_stages(space: SearchSpace, kind: str) -> tuple[int, ...]:
 
 
 def takes_attention(space: SearchSpace, base: Arch, kind: str, stages: Sequence[int]) -> list[str]:
-    """The attention kinds ``kind``'s layers take in its stages ([] when they take none)."""
+    """The attention kinds ``kind``'s layers take in its stages ([] when they take none): those
+    of its stages when two of them give different layers (at the first size the space allows)."""
     i = next((i for i in stages if "attention" in space.stages[i].choices), None)
-    if i is None:
-        return []
-    names = list(space.stages[i].choices["attention"])
-    sizes = {j: (base.stages[j].depth, base.stages[j].width) for j in stages}
-    built = [
-        layers_of(space, fill(space, base, kind, a, {"stages": sizes, "expansions": {}}))
-        for a in names[:2]
-    ]
-    return names if len(names) > 1 and built[0] != built[1] else []
+    names = list(space.stages[i].choices["attention"]) if i is not None else []
+    if len(names) < 2:
+        return names
+    for knobs, _ in knob_grid(space, base, stages):
+        try:
+            built = [layers_of(space, fill(space, base, kind, a, knobs)) for a in names[:2]]
+        except InputError:
+            continue
+        return names if built[0] != built[1] else []
+    return []
 
 
 def knob_grid(space: SearchSpace, base: Arch, stages: Sequence[int]):
@@ -266,7 +268,8 @@ def choose(found: list[tuple[int, int, Arch]], target: int, tolerance: float):
     return best if error(best[0]) <= tolerance else None
 
 
-def build_cases(space: SearchSpace, base: Arch, args) -> tuple[list[Case], int]:
+def build_cases(space: SearchSpace, base: Arch, args) -> tuple[list[Case], int, list[str]]:
+    """The cases at a common MAC target, the target, and a note per kind left out."""
     macs = StageMacs(space)
     kinds = [k for s in space.stages for k in (s.blocks or (s.kind,))]
     kinds = list(dict.fromkeys(k for k in kinds if not args.kinds or k in args.kinds))
@@ -277,13 +280,26 @@ def build_cases(space: SearchSpace, base: Arch, args) -> tuple[list[Case], int]:
             f"{', '.join(dict.fromkeys(k for s in space.stages for k in (s.blocks or (s.kind,))))}"
         )
     found: dict[tuple[str, str | None], list] = {}
+    notes = []
     for kind in tqdm(kinds, desc="archs", unit="kind", disable=args.no_progress):
         stages = kind_stages(space, kind)
         attentions = takes_attention(space, base, kind, stages)
-        if args.attentions:
+        if attentions and args.attentions:
             attentions = [a for a in attentions if a in args.attentions]
+            if not attentions:
+                notes.append(f"{kind}: none of --attentions {' '.join(args.attentions)}")
+                continue
         for attention in attentions or [None]:
-            found[kind, attention] = candidates(space, base, kind, attention, macs)
+            options = candidates(space, base, kind, attention, macs)
+            if options:
+                found[kind, attention] = options
+            else:
+                notes.append(
+                    f"{kind}: no arch of {space.name} fills stages {list(stages)} with the "
+                    f"base's other choices (kernel, heads, value scale)"
+                )
+    if not found:
+        raise StudyError(f"nothing to study: {'; '.join(notes)}")
     base_macs = macs(base)
     target = int(args.macs * 1e6) if args.macs else None
     if target is None:
@@ -302,7 +318,7 @@ def build_cases(space: SearchSpace, base: Arch, args) -> tuple[list[Case], int]:
             f"--macs {target / 1e6:g}: not reachable within {args.tolerance:.0%} by "
             f"{', '.join(missed)}; leave --macs out to pick a common target"
         )
-    return cases, target
+    return cases, target, notes
 
 
 # --------------------------------------------------------------------- measuring
@@ -413,7 +429,7 @@ def summarise(cases, passes, predictions, target, space) -> list[dict]:
             "attention": case.attention,
             "label": case.label,
             "stages": list(case.stages),
-            "shape": shape(case),
+            "shape": shape(space, case),
             "macs": macs,
             "params": params,
             "macs_vs_target": macs / target - 1,
@@ -427,15 +443,33 @@ def summarise(cases, passes, predictions, target, space) -> list[dict]:
     return rows
 
 
-def shape(case: Case) -> str:
-    """The filled stages' depths, widths and expansions, e.g. ``d1,3 w32,48 e4``."""
+def shape(space: SearchSpace, case: Case) -> str:
+    """The filled stages' depths, widths and the expansions the kind's layers use, e.g.
+    ``d1,3 w32,48 e4``."""
     stages = [case.arch.stages[i] for i in case.stages]
     text = f"d{','.join(str(s.depth) for s in stages)} w{','.join(str(s.width) for s in stages)}"
+    built = layers_of(space, case.arch)
     for name, label in zip(EXPANSIONS, ("e", "mlp", "L", "de"), strict=True):
         values = {s.choice(name) for s in stages} - {None}
-        if values and not (name == "transformer_depth" and "mobilevit" not in case.kind):
+        if values and _matters(space, case, name, built):
             text += f" {label}{','.join(str(v) for v in sorted(values))}"
     return text
+
+
+def _matters(space: SearchSpace, case: Case, name: str, built) -> bool:
+    """Whether another value of choice ``name`` in the filled stages changes their layers."""
+    stages = list(case.arch.stages)
+    for i in case.stages:
+        allowed, now = space.stages[i].choices.get(name, ()), stages[i].choice(name)
+        other = next((v for v in allowed if v != now), None)
+        if other is not None and not isinstance(now, tuple):
+            stages[i] = StageArch(
+                stages[i].depth, stages[i].width, {**dict(stages[i].choices), name: other}
+            )
+    try:
+        return layers_of(space, replace(case.arch, stages=tuple(stages))) != built
+    except InputError:
+        return True
 
 
 def table(rows: list[dict], backends: Sequence[str], reference: str, profiles: Sequence[str]):
@@ -495,53 +529,95 @@ def plot(rows: list[dict], backends: Sequence[str], profiles: Sequence[str], tit
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        epilog="Outputs: block_kinds.md, block_kinds.json, block_kinds.png and cells/ in --out.",
+        epilog="Writes block_kinds.md (the table, also printed), block_kinds.json (archs, MACs, every "
+        "pass's timings, predictions, machine) and block_kinds.png to --out; the chosen archs and "
+        "each finished pass are cached in --out/cells, so the same command resumes.",
     )
-    parser.add_argument("--space", default="mobile-zoo", help="built-in space (mobile-zoo)")
     parser.add_argument(
-        "--base", default="mobilevit-xxs", help="preset of the space the archs start from"
+        "--space",
+        default="mobile-zoo",
+        help="built-in space whose kinds are compared (default mobile-zoo)",
     )
-    parser.add_argument("--resolution", type=int, default=224, help="input side in px (224)")
+    parser.add_argument(
+        "--base",
+        default="mobilevit-xxs",
+        help="preset of the space the archs start from (default mobilevit-xxs; `nas presets` lists them)",
+    )
+    parser.add_argument(
+        "--resolution",
+        type=int,
+        default=224,
+        help="input side in px, one of the space's resolutions (default 224)",
+    )
     parser.add_argument(
         "--macs",
         type=float,
+        metavar="M",
         help="common MAC target in millions (default: the count every kind reaches within half "
         "the tolerance closest to the base's)",
     )
     parser.add_argument(
-        "--tolerance", type=float, default=0.05, help="largest MAC deviation from the target"
+        "--tolerance",
+        type=float,
+        default=0.05,
+        help="largest relative MAC deviation of an arch from the target (default 0.05 = 5%%)",
     )
-    parser.add_argument("--kinds", nargs="+", help="block kinds to study (default: all)")
     parser.add_argument(
-        "--attentions", nargs="+", help="attention kinds of attending kinds (default: all)"
+        "--kinds", nargs="+", help="block kinds to study (default: every kind of the space)"
     )
     parser.add_argument(
-        "--reference", default="mbconv", help="kind (or kind/attention) the ratios divide by"
+        "--attentions",
+        nargs="+",
+        help="attention kinds to study for kinds whose layers attend (default: all of the space)",
+    )
+    parser.add_argument(
+        "--reference",
+        default="mbconv",
+        help="kind (or kind/attention) whose latency the ratios divide by (default mbconv)",
     )
     parser.add_argument(
         "--backends",
         nargs="+",
         default=["onnxruntime", "torch"],
-        help="measuring backends of predictors.backends (onnxruntime torch)",
+        help="measuring backends of predictors.backends, batch 1, one thread (default onnxruntime torch)",
     )
-    parser.add_argument("--passes", type=int, default=3, help="timing passes per backend (3)")
-    parser.add_argument("--repeats", type=int, default=30, help="timed calls per arch a pass (30)")
-    parser.add_argument("--warmup", type=int, default=10, help="untimed calls first (10)")
+    parser.add_argument(
+        "--passes",
+        type=int,
+        default=3,
+        help="timing passes per backend; a row shows the median over passes (default 3)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=30,
+        help="timed calls per arch in a pass, summarised by their median (default 30)",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=10,
+        help="untimed warm-up calls per arch before a pass (default 10)",
+    )
     parser.add_argument(
         "--profile",
+        metavar="FILE",
         action="append",
         default=[],
-        help="device profile of the space to predict with (repeatable)",
+        help="device profile (JSON, of the space, covering --resolution) whose predictions are shown; repeatable",
     )
     parser.add_argument(
-        "--out", type=Path, default=Path("runs/block_kinds"), help="output and cache folder"
+        "--out",
+        type=Path,
+        default=Path("runs/block_kinds"),
+        help="folder of the outputs and of the cache cells/ (default runs/block_kinds)",
     )
     parser.add_argument(
         "--quick",
         action="store_true",
         help="a check: softmax only among attention kinds, 1 pass, 3 timed calls, 1 warm-up",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     args = parser.parse_args(argv)
     if args.quick:
         for name, value in QUICK.items():
@@ -584,11 +660,12 @@ def run(args: argparse.Namespace) -> int:
             Case(c["kind"], c["attention"], Arch.from_dict(c["arch"]), tuple(c["stages"]))
             for c in saved["cases"]
         ]
-        target = saved["target"]
+        target, left_out = saved["target"], saved.get("left_out", [])
     else:
-        cases, target = build_cases(space, base, args)
+        cases, target, left_out = build_cases(space, base, args)
         saved = {
             "target": target,
+            "left_out": left_out,
             "cases": [
                 {
                     "kind": c.kind,
@@ -620,6 +697,7 @@ def run(args: argparse.Namespace) -> int:
         f"{title}; batch 1, one thread; median of {args.passes} pass(es) of "
         f"{args.repeats} timed calls; ratios to {args.reference}.\n"
         + "".join(f"- {n}\n" for n in notes)
+        + "".join(f"- left out: {n}\n" for n in left_out)
     )
     write_atomic(args.out / "block_kinds.md", header + "\n" + text)
     report = {
@@ -636,6 +714,7 @@ def run(args: argparse.Namespace) -> int:
         "repeats": args.repeats,
         "warmup": args.warmup,
         "profiles": notes,
+        "left_out": left_out,
         "machine": env,
         "rows": rows,
     }
