@@ -30,7 +30,8 @@ class ComplexityTable:
         self._tables: list[PositionTable] | None = None
         self._layers: dict[Layer, tuple[int, int]] = {}
 
-    def _layer_counts(self, layer: Layer) -> tuple[int, int]:
+    def layer_counts(self, layer: Layer) -> tuple[int, int]:
+        """(MACs, parameters) of one layer's operator graph (cached; builds no table)."""
         key = replace(layer, slot="")
         counts = self._layers.get(key)
         if counts is None:
@@ -47,7 +48,7 @@ class ComplexityTable:
     def count_index(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(MACs, parameters) of archs given as :class:`~predictors.positions.ArchIndexer` rows."""
         if self._tables is None:
-            self._tables = tabulate(self.space, self._layer_counts)
+            self._tables = tabulate(self.space, self.layer_counts)
         total = np.zeros((len(index), 2), dtype=np.int64)
         for table in self._tables:
             total += table.lookup(np.asarray(index)).astype(np.int64)
