@@ -33,6 +33,7 @@ EXPECTED = {
     "mobilevit-xs",
     "mobilevit-s",
     "mobilevitv2-0.5",
+    "efficientvit-m0",
 }
 
 

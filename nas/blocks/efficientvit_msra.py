@@ -78,6 +78,19 @@ class EfficientViTMSRALayer(SameShape):
         )
 
 
+def residual_depthwise(b, name: str, c: int, hw: int, x: str) -> str:
+    """``x + BN(dw3x3(x))`` on ``c`` x ``hw`` x ``hw`` node ``x``."""
+    node, _ = b.conv_bn_act(name, x, c, c, DEPTHWISE_KERNEL, 1, hw, None, depthwise=True)
+    return b.op(f"{name}.add", "add", [node, x], (c, hw, hw), (c, hw, hw))
+
+
+def residual_ffn(b, name: str, c: int, hidden: int, hw: int, act: str, x: str) -> str:
+    """``x + BN(1x1(act(BN(1x1(x)))))`` through ``hidden`` channels."""
+    node, _ = b.conv_bn_act(f"{name}.fc1", x, c, hidden, 1, 1, hw, act)
+    node, _ = b.conv_bn_act(f"{name}.fc2", node, hidden, c, 1, 1, hw, None)
+    return b.op(f"{name}.add", "add", [node, x], (c, hw, hw), (c, hw, hw))
+
+
 @register_block
 class EfficientViTMSRA(Transformer):
     name = "efficientvit_msra"
@@ -122,22 +135,12 @@ class EfficientViTMSRA(Transformer):
         )
 
     def graph(self, b, layer: EfficientViTMSRALayer, x: str) -> str:
-        x = self._depthwise(b, "dw1", layer, x)
-        x = self._ffn(b, "ffn1", layer, x)
+        c, hw, hidden, act = layer.width, layer.hw, layer.hidden, layer.activation
+        x = residual_depthwise(b, "dw1", c, hw, x)
+        x = residual_ffn(b, "ffn1", c, hidden, hw, act, x)
         x = self._attention(b, layer, x)
-        x = self._depthwise(b, "dw2", layer, x)
-        return self._ffn(b, "ffn2", layer, x)
-
-    def _depthwise(self, b, name: str, layer: EfficientViTMSRALayer, x: str) -> str:
-        c, hw = layer.width, layer.hw
-        node, _ = b.conv_bn_act(name, x, c, c, DEPTHWISE_KERNEL, 1, hw, None, depthwise=True)
-        return b.op(f"{name}.add", "add", [node, x], (c, hw, hw), (c, hw, hw))
-
-    def _ffn(self, b, name: str, layer: EfficientViTMSRALayer, x: str) -> str:
-        c, hw, hidden = layer.width, layer.hw, layer.hidden
-        node, _ = b.conv_bn_act(f"{name}.fc1", x, c, hidden, 1, 1, hw, layer.activation)
-        node, _ = b.conv_bn_act(f"{name}.fc2", node, hidden, c, 1, 1, hw, None)
-        return b.op(f"{name}.add", "add", [node, x], (c, hw, hw), (c, hw, hw))
+        x = residual_depthwise(b, "dw2", c, hw, x)
+        return residual_ffn(b, "ffn2", c, hidden, hw, act, x)
 
     def _attention(self, b, layer: EfficientViTMSRALayer, x: str) -> str:
         c, hw, kd, dv = layer.width, layer.hw, layer.key_dim, layer.v_dim
