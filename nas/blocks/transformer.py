@@ -148,6 +148,8 @@ class Transformer(BlockKind):
         SettingSpec("downsample_kernel", 3, grammar.odd_kernel),
         # accepted for space files that set it on every stage; transformer layers have no SE
         SettingSpec("se", False, flag),
+        # read by efficientvit_msra layers: attention within windows of this side (0: global)
+        SettingSpec("window", 0, grammar.nonnegative_int),
     )
     example = {
         "kind": "transformer",
