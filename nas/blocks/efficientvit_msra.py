@@ -24,8 +24,8 @@ from queries, keys and values projected from the whole input, while each cascade
 its own input, which depends on the previous head's output. It is this block's frame around an
 attention kind instead.
 
-It takes the transformer kind's choices and settings and opens each stage with the same
-downsampling MBConv layer. Of the choices it uses ``heads`` (default width / head_dim; widths must
+It takes the transformer kind's choices and settings and opens each stage with the same entry
+layer (EfficientViT's own is ``downsample: patch_merging``, :mod:`nas.blocks.patch_merging`). Of the choices it uses ``heads`` (default width / head_dim; widths must
 be multiples of the heads), ``attentions`` and ``mlp_ratios`` (the FFN's; EfficientViT uses 2),
 and the stage's ``head_dim`` (the key dim, 16 in EfficientViT), ``activation`` (ReLU in
 EfficientViT) and ``window``; ``v_scales`` does not change it. Each head, from its input split to its output, is
