@@ -60,6 +60,12 @@ def activation(value: Any, where: str) -> str:
     return one_of(value, ACTIVATIONS, where)
 
 
+def nonnegative_int(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise SpaceError(f"{where} = {value!r} must be an integer >= 0")
+    return value
+
+
 def nonnegative_ints(value: Any, where: str) -> list[int]:
     if not isinstance(value, list) or not value:
         raise SpaceError(f"{where} = {value!r} must be a non-empty list of integers >= 0")

@@ -19,6 +19,7 @@ BUILTIN = {
     "mobilevitv2": "mobilevitv2.yaml",
     "repvit": "repvit.yaml",
     "efficientformer": "efficientformer.yaml",
+    "efficientvit-msra": "efficientvit_msra.yaml",
 }
 
 

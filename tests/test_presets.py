@@ -33,6 +33,7 @@ EXPECTED = {
     "mobilevit-xs",
     "mobilevit-s",
     "mobilevitv2-0.5",
+    "efficientvit-m0",
 }
 
 
@@ -54,10 +55,11 @@ def test_preset_params_within_3_percent_of_published(name):
         assert abs(macs / preset.published_macs - 1) <= 0.05, (macs, preset.published_macs)
 
 
-def test_preset_count_is_the_exported_models(tmp_path):
+@pytest.mark.parametrize("name", ["repvit-m0.9", "efficientvit-m0"])
+def test_preset_count_is_the_exported_models(name):
     """The operator graph counts the model as exported (RepViT's folded mixers, the head's
     BatchNorm folded into its classifier)."""
-    preset = presets.get("repvit-m0.9")
+    preset = presets.get(name)
     space = search_spaces.get(preset.space)
     model = deployed(build_model(space, preset.arch), space, preset.arch)
     assert sum(p.numel() for p in model.parameters()) == preset.counts()[1]
@@ -101,23 +103,15 @@ def test_preset_misuse_is_refused_in_one_line(args, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-def test_extract_preset_writes_a_working_model(tmp_path):
-    run_nas(
-        "extract",
-        "--preset",
-        "mobilenetv2-1.0",
-        "--format",
-        "onnx",
-        "--out",
-        "v2.onnx",
-        cwd=tmp_path,
-    )
-    session = ort.InferenceSession(str(tmp_path / "v2.onnx"), providers=["CPUExecutionProvider"])
+@pytest.mark.parametrize("name", ["mobilenetv2-1.0", "efficientvit-m0"])
+def test_extract_preset_writes_a_working_model(name, tmp_path):
+    run_nas("extract", "--preset", name, "--format", "onnx", "--out", "m.onnx", cwd=tmp_path)
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     image = np.random.default_rng(0).standard_normal((1, 3, 224, 224), dtype=np.float32)
     logits = session.run(None, {"image": image})[0]
     assert logits.shape == (1, 1000) and np.isfinite(logits).all()
     torch.manual_seed(0)  # the command's default --seed: the same fresh weights
-    preset = presets.get("mobilenetv2-1.0")
+    preset = presets.get(name)
     model = build_model(search_spaces.get(preset.space), preset.arch).eval()
     with torch.no_grad():
         expected = model(torch.from_numpy(image)).numpy()
@@ -211,9 +205,90 @@ def test_mobile_zoo_holds_the_zoo_kinds_at_imagenet_scale(tmp_path):
     space = search_spaces.get("mobile-zoo")
     assert 224 in space.resolutions and space.num_classes == 1000
     assert {"mbconv", "fused_mbconv", "repvit"} == set(space.stages[0].blocks)
-    assert {"transformer", "mobilevit", "mobilevitv2", "efficientformer"} == set(
-        space.stages[-1].blocks
-    )
+    for stage in space.stages[2:]:
+        assert {
+            "transformer",
+            "mobilevit",
+            "mobilevitv2",
+            "efficientformer",
+            "efficientvit_mit",
+        } == set(stage.blocks)
     assert "mobile-zoo" in run_nas("spaces", cwd=tmp_path).stdout
     smallest, largest = count(space, space.min_arch()), count(space, space.max_arch())
     assert smallest < largest  # MACs and params from the operator graph, no model built
+
+
+# --------------------------------------------------------------------- EfficientViT (Microsoft)
+
+
+def test_windowed_cascaded_attention_runs_on_each_padded_window():
+    """EfficientViT's local window attention: the map is padded with zeros at the bottom and
+    right to whole windows, each window attends alone with the same weights, the padding is cut
+    off; maps no wider than the window attend globally."""
+    from nas.blocks.efficientvit_msra import EfficientViTMSRALayer
+    from nas.blocks.nn.efficientvit_msra import CascadedGroupAttention
+
+    layer = EfficientViTMSRALayer("x", 9, 8, 2, 4, 2, "softmax", "relu", window=4)
+    attention = trained_looking(CascadedGroupAttention(layer)).eval()
+    x = torch.randn(2, 8, 9, 9)
+    padded = torch.nn.functional.pad(x, (0, 3, 0, 3))
+    expected = torch.zeros(2, 8, 12, 12)
+    with torch.no_grad():
+        for i in range(3):
+            for j in range(3):
+                rows, cols = slice(4 * i, 4 * i + 4), slice(4 * j, 4 * j + 4)
+                expected[:, :, rows, cols] = attention.cascade(padded[:, :, rows, cols])
+        assert (attention(x) - expected[:, :, :9, :9]).abs().max() <= 1e-5
+        moved = x.clone()
+        moved[:, :, 8, 8] += 1.0  # in the last window: the first window's output stays
+        change = (attention(moved) - attention(x)).abs()
+        assert change[:, :, :4, :4].max() == 0 and change[:, :, 8:, 8:].max() > 1e-4
+    assert layer.window_grid == 3 and layer.attention_side == 4
+    small = EfficientViTMSRALayer("x", 4, 8, 2, 4, 2, "softmax", "relu", window=0)
+    assert small.attention_side == 4 and small.window_grid == 1
+
+
+def test_efficientvit_m0_preset_has_the_published_layout():
+    """Four-conv stem to 1/16, windows of 7 on the 14x14 map only, patch merging (expand 4,
+    squeeze-excite to a quarter) with residual pairs between stages, BatchNorm + classifier."""
+    from nas.blocks.nn.patch_merging import PatchMerging
+    from nas.layers import layers_of
+
+    preset = presets.get("efficientvit-m0")
+    space = search_spaces.get(preset.space)
+    layers = {layer.slot: layer for layer in layers_of(space, preset.arch)}
+    assert layers["stem"].conv_widths == (8, 16, 32, 64) and layers["stem"].out_hw == 14
+    assert layers["stages.0.layers.0"].window == 7
+    assert [layers[f"stages.{i}.layers.0"].hw for i in range(3)] == [14, 7, 4]
+    assert all(layers[f"stages.{i}.layers.0"].window == 0 for i in (1, 2))
+    merging = layers["stages.2.downsample"]
+    assert (merging.in_ch, merging.mid_ch, merging.se_ch, merging.out_ch) == (128, 512, 128, 192)
+    module = build_model(space, preset.arch)
+    assert sum(isinstance(m, PatchMerging) for m in module.modules()) == 2
+    assert module[-1].expand is None and module[-1].bn is not None
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"window": -1}, "window"),
+        ({"window": 3.5}, "window"),
+        ({"downsample": "patchmerging"}, "patch_merging"),
+        ({"stem": {"widths": [12], "convs": 4}}, "multiples of 8"),
+        ({"stem": {"widths": [64], "convs": 5}}, "convs"),
+    ],
+)
+def test_bad_efficientvit_settings_are_refused_in_one_line(change, named, tmp_path):
+    import yaml
+
+    data = search_spaces.get("efficientvit-msra").to_dict()
+    if "stem" in change:
+        data["stem"] = {**data["stem"], **change["stem"]}
+    else:
+        data["stages"] = [dict(data["stages"][0]), *data["stages"][1:]]
+        data["stages"][1] = {**data["stages"][1], **change}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(data))
+    done = run_nas("sample", "--space", "bad.yaml", cwd=tmp_path, expect=2)
+    (line,) = done.stderr.strip().splitlines()
+    assert named in line and "bad.yaml" in line
+    assert not done.stdout

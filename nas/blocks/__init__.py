@@ -25,6 +25,7 @@ from nas.blocks import (  # noqa: F401
     head,
     mbconv,
     mobilevit,
+    patch_merging,
     relu_linear,
     repvit,
     separable,

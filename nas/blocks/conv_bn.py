@@ -1,6 +1,7 @@
 """A plain kxk conv (stride) + BatchNorm, with an optional activation: EfficientFormer's
 "Embedding" between stages. It opens stages of the transformer kinds that declare
-``downsample: conv`` (in place of the downsampling MBConv). The torch half is
+``downsample: conv`` (in place of the downsampling MBConv), with the stage's
+``downsample_kernel``. The torch half is
 :mod:`nas.blocks.nn.conv_bn`.
 """
 
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nas.blocks.registry import BlockKind, register_block
+from nas.blocks.registry import BlockKind, LayerContext, register_block
 from nas.blocks.shapes import conv_out_hw
 
 
@@ -47,6 +48,11 @@ class ConvBN(BlockKind):
     }
     static = "nas.blocks.nn.conv_bn:conv_bn_module"
     elastic = "nas.blocks.nn.conv_bn:ElasticConvBN"
+
+    def layer(self, ctx: LayerContext) -> ConvBNLayer:
+        """The layer opening a stage (``ctx.spec`` is the stage's)."""
+        kernel = ctx.spec.downsample_kernel
+        return ConvBNLayer(ctx.slot, ctx.side, ctx.in_ch, ctx.out_ch, kernel, ctx.stride)
 
     def graph(self, b, layer: ConvBNLayer, x: str) -> str:
         node, _ = b.conv_bn_act(

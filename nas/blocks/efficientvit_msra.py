@@ -10,25 +10,31 @@ activated and projected back (1x1 conv + BN). Each head's attention is the layer
 (softmax, as EfficientViT, or ReLU-linear or separable: the per-layer heterogeneous choice), with
 the transformer's learned relative-position bias where the kind adds one. Separable attention's
 score is the sum of the head's ``head_dim`` query channels (its core sums them), so that every
-attention kind of a head shares one query projection. EfficientViT attends
-within 7x7 windows on larger maps; here attention is global (the small maps of EfficientViT's
-later stages, where windows cover the whole map).
+attention kind of a head shares one query projection.
+
+With the stage's ``window`` set (EfficientViT's 7), a map wider than the window is padded with
+zeros at the bottom and right to a whole number of ``window`` x ``window`` windows and the
+cascaded group attention (projections, query convs, attention, output projection) runs on each
+window alone, as EfficientViT's local window attention; smaller maps attend globally. Without it
+(0, the default) attention is global on every map. Cutting the map into windows and putting them
+back are latency units (``window-partition``, ``window-merge``).
 
 Cascaded group attention is not an attention kind of the registry: attention kinds compute a core
 from queries, keys and values projected from the whole input, while each cascaded head projects
 its own input, which depends on the previous head's output. It is this block's frame around an
 attention kind instead.
 
-It takes the transformer kind's choices and settings and opens each stage with the same
-downsampling MBConv layer. Of the choices it uses ``heads`` (default width / head_dim; widths must
+It takes the transformer kind's choices and settings and opens each stage with the same entry
+layer (EfficientViT's own is ``downsample: patch_merging``, :mod:`nas.blocks.patch_merging`). Of the choices it uses ``heads`` (default width / head_dim; widths must
 be multiples of the heads), ``attentions`` and ``mlp_ratios`` (the FFN's; EfficientViT uses 2),
-and the stage's ``head_dim`` (the key dim, 16 in EfficientViT) and ``activation`` (ReLU in
-EfficientViT); ``v_scales`` does not change it. Each head, from its input split to its output, is
+and the stage's ``head_dim`` (the key dim, 16 in EfficientViT), ``activation`` (ReLU in
+EfficientViT) and ``window``; ``v_scales`` does not change it. Each head, from its input split to its output, is
 one latency unit (``cga-head``). The torch half is :mod:`nas.blocks.nn.efficientvit_msra`.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -57,6 +63,18 @@ class EfficientViTMSRALayer(SameShape):
     mlp_ratio: int
     attention: str
     activation: str
+    #: Side of the attention windows; 0: global attention over the whole map.
+    window: int = 0
+
+    @property
+    def attention_side(self) -> int:
+        """Side of the token grid each head attends over."""
+        return self.window or self.hw
+
+    @property
+    def window_grid(self) -> int:
+        """Windows along each side of the map (1: global attention)."""
+        return math.ceil(self.hw / self.window) if self.window else 1
 
     @property
     def v_dim(self) -> int:
@@ -70,12 +88,25 @@ class EfficientViTMSRALayer(SameShape):
     def head_view(self) -> SimpleNamespace:
         """One head as the attention kinds' graphs read a layer."""
         return SimpleNamespace(
-            hw=self.hw,
+            hw=self.attention_side,
             heads=1,
             head_dim=self.key_dim,
             v_dim=self.v_dim,
             uses_position_bias=attention_kind(self.attention).position_bias,
         )
+
+
+def residual_depthwise(b, name: str, c: int, hw: int, x: str) -> str:
+    """``x + BN(dw3x3(x))`` on ``c`` x ``hw`` x ``hw`` node ``x``."""
+    node, _ = b.conv_bn_act(name, x, c, c, DEPTHWISE_KERNEL, 1, hw, None, depthwise=True)
+    return b.op(f"{name}.add", "add", [node, x], (c, hw, hw), (c, hw, hw))
+
+
+def residual_ffn(b, name: str, c: int, hidden: int, hw: int, act: str, x: str) -> str:
+    """``x + BN(1x1(act(BN(1x1(x)))))`` through ``hidden`` channels."""
+    node, _ = b.conv_bn_act(f"{name}.fc1", x, c, hidden, 1, 1, hw, act)
+    node, _ = b.conv_bn_act(f"{name}.fc2", node, hidden, c, 1, 1, hw, None)
+    return b.op(f"{name}.add", "add", [node, x], (c, hw, hw), (c, hw, hw))
 
 
 @register_block
@@ -92,10 +123,15 @@ class EfficientViTMSRA(Transformer):
         "mlp_ratios": [2, 3],
         "stride": 2,
         "activation": "relu",
+        "window": 4,  # windows (padded) on the 6x6 map at resolution 12, global on 4x4
     }
     static = "nas.blocks.nn.efficientvit_msra:EfficientViTMSRABlock"
     elastic = "nas.blocks.nn.efficientvit_msra:ElasticEfficientViTMSRABlock"
-    units = {"cga-head": "nas.blocks.nn.efficientvit_msra:cga_head_kernel"}
+    units = {
+        "cga-head": "nas.blocks.nn.efficientvit_msra:cga_head_kernel",
+        "window-partition": "nas.blocks.nn.windows:partition_kernel",
+        "window-merge": "nas.blocks.nn.windows:merge_kernel",
+    }
 
     def check_stage(self, choices: Mapping[str, tuple], settings: Mapping[str, Any], where: str):
         super().check_stage(choices, settings, where)
@@ -117,59 +153,82 @@ class EfficientViTMSRA(Transformer):
 
     def layer(self, ctx: LayerContext) -> EfficientViTMSRALayer:
         t = super().layer(ctx)
+        window = ctx.spec.window if 0 < ctx.spec.window < t.hw else 0
         return EfficientViTMSRALayer(
-            ctx.slot, t.hw, t.width, t.heads, t.head_dim, t.mlp_ratio, t.attention, t.activation
+            ctx.slot,
+            t.hw,
+            t.width,
+            t.heads,
+            t.head_dim,
+            t.mlp_ratio,
+            t.attention,
+            t.activation,
+            window,
         )
 
     def graph(self, b, layer: EfficientViTMSRALayer, x: str) -> str:
-        x = self._depthwise(b, "dw1", layer, x)
-        x = self._ffn(b, "ffn1", layer, x)
+        c, hw, hidden, act = layer.width, layer.hw, layer.hidden, layer.activation
+        x = residual_depthwise(b, "dw1", c, hw, x)
+        x = residual_ffn(b, "ffn1", c, hidden, hw, act, x)
         x = self._attention(b, layer, x)
-        x = self._depthwise(b, "dw2", layer, x)
-        return self._ffn(b, "ffn2", layer, x)
-
-    def _depthwise(self, b, name: str, layer: EfficientViTMSRALayer, x: str) -> str:
-        c, hw = layer.width, layer.hw
-        node, _ = b.conv_bn_act(name, x, c, c, DEPTHWISE_KERNEL, 1, hw, None, depthwise=True)
-        return b.op(f"{name}.add", "add", [node, x], (c, hw, hw), (c, hw, hw))
-
-    def _ffn(self, b, name: str, layer: EfficientViTMSRALayer, x: str) -> str:
-        c, hw, hidden = layer.width, layer.hw, layer.hidden
-        node, _ = b.conv_bn_act(f"{name}.fc1", x, c, hidden, 1, 1, hw, layer.activation)
-        node, _ = b.conv_bn_act(f"{name}.fc2", node, hidden, c, 1, 1, hw, None)
-        return b.op(f"{name}.add", "add", [node, x], (c, hw, hw), (c, hw, hw))
+        x = residual_depthwise(b, "dw2", c, hw, x)
+        return residual_ffn(b, "ffn2", c, hidden, hw, act, x)
 
     def _attention(self, b, layer: EfficientViTMSRALayer, x: str) -> str:
-        c, hw, kd, dv = layer.width, layer.hw, layer.key_dim, layer.v_dim
-        n, shape, head_shape = hw * hw, (c, hw, hw), (dv, hw, hw)
+        c, hw = layer.width, layer.hw
+        shape = (c, hw, hw)
+        if not layer.window:
+            out = self._cascade(b, layer, x, "", False)
+        else:
+            w = layer.window
+            count = layer.window_grid**2
+            features = {"c": c, "hw": hw, "window": w}
+            with b.unit("window-partition", **features):
+                windows = [
+                    b.op(f"attn.window{j}", "slice", [x], shape, (c, w, w)) for j in range(count)
+                ]
+            outs = [
+                self._cascade(b, layer, node, f"window{j}", j > 0) for j, node in enumerate(windows)
+            ]
+            with b.unit("window-merge", **features):
+                out = b.op("attn.merge", "concat", outs, (c, w, w), shape)
+        return b.op("attn.add", "add", [out, x], shape, shape)
+
+    def _cascade(self, b, layer: EfficientViTMSRALayer, x: str, window: str, shared: bool) -> str:
+        """The cascaded heads, concat, activation and projection on node ``x`` (the map, or one
+        window of it named ``window``, whose weights are an earlier window's when ``shared``)."""
+        c, side, kd, dv = layer.width, layer.attention_side, layer.key_dim, layer.v_dim
+        n, shape, head_shape = side * side, (c, side, side), (dv, side, side)
         kind = attention_kind(layer.attention)
+        prefix = f"{window}." if window else ""
         outputs: list[str] = []
         for i in range(layer.heads):
-            features = {"side": hw, "key_dim": kd, "v_dim": dv, "attention": kind.name}
+            features = {"side": side, "key_dim": kd, "v_dim": dv, "attention": kind.name}
             with (
-                b.copy(f"head{i}", shares_weights=False),
+                b.copy(f"{prefix}head{i}", shares_weights=shared),
                 b.unit("cga-head", **features, cascade=int(i > 0)),
             ):
                 feat = b.op("attn.split", "slice", [x], shape, head_shape)
                 if outputs:
                     feat = b.op("attn.cascade", "add", [feat, outputs[-1]], head_shape, head_shape)
-                qkv, _ = b.conv_bn_act("attn.qkv", feat, dv, 2 * kd + dv, 1, 1, hw, None)
-                q = b.op("attn.q", "slice", [qkv], (2 * kd + dv, hw, hw), (kd, hw, hw))
-                q, _ = b.conv_bn_act("attn.q_dw", q, kd, kd, QUERY_KERNEL, 1, hw, None, True)
-                q = b.op("attn.q_tokens", "reshape", [q], (kd, hw, hw), (1, n, kd))
+                qkv, _ = b.conv_bn_act("attn.qkv", feat, dv, 2 * kd + dv, 1, 1, side, None)
+                q = b.op("attn.q", "slice", [qkv], (2 * kd + dv, side, side), (kd, side, side))
+                q, _ = b.conv_bn_act("attn.q_dw", q, kd, kd, QUERY_KERNEL, 1, side, None, True)
+                q = b.op("attn.q_tokens", "reshape", [q], (kd, side, side), (1, n, kd))
                 kv = b.op(
-                    "attn.kv_tokens", "reshape", [qkv], (2 * kd + dv, hw, hw), (1, n, kd + dv)
+                    "attn.kv_tokens", "reshape", [qkv], (2 * kd + dv, side, side), (1, n, kd + dv)
                 )
                 if kind.score_dim is not None and kind.score_dim != kd:  # summed query channels
                     q = b.op("attn.q_score", "reduce_sum", [q], (1, n, kd), (1, n, kind.score_dim))
                 out = kind.graph(b, layer.head_view(), q, kv, kv)
                 outputs.append(b.op("attn.image", "reshape", [out], (1, n, dv), head_shape))
-        node = outputs[0]
-        if len(outputs) > 1:
-            node = b.op("attn.concat", "concat", outputs, head_shape, shape)
-        node = b.op("attn.act", layer.activation, [node], shape, shape)
-        node, _ = b.conv_bn_act("attn.proj", node, c, c, 1, 1, hw, None)
-        return b.op("attn.add", "add", [node, x], shape, shape)
+        with b.copy(window, shares_weights=shared):
+            node = outputs[0]
+            if len(outputs) > 1:
+                node = b.op("attn.concat", "concat", outputs, head_shape, shape)
+            node = b.op("attn.act", layer.activation, [node], shape, shape)
+            node, _ = b.conv_bn_act("attn.proj", node, c, c, 1, 1, side, None)
+        return node
 
     def table_keys(self, table: str, layer: EfficientViTMSRALayer) -> list[str] | None:
         return None

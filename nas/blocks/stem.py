@@ -1,6 +1,8 @@
-"""The stem: a kxk conv (BN, activation) on the image -- or two, each of stride ``stride``, the
-first to half the width (``convs: 2``, as in EfficientFormer and RepViT) -- then optional
-depthwise-separable layers (MBConv layers of expand ratio 1, as in ElasticViT). Declared by the
+"""The stem: a kxk conv (BN, activation) on the image -- or up to four, each of stride
+``stride``, each doubling the width up to the stem's (``convs: 2``, as in EfficientFormer and
+RepViT: width / 2, width; ``convs: 4``, as in EfficientViT (Microsoft): width / 8, / 4, / 2,
+width) -- then optional depthwise-separable layers (MBConv layers of expand ratio 1, as in
+ElasticViT). Declared by the
 space's ``stem`` mapping: ``widths`` (a choice), ``stride``, ``kernel``, ``activation``,
 ``convs``, ``ds_depths`` (a choice), ``ds_kernel``, ``ds_activation``. The torch half is :mod:`nas.blocks.nn.stem`.
 """
@@ -15,6 +17,7 @@ from nas.blocks.mbconv import MBConvLayer
 from nas.blocks.registry import BlockKind, LayerContext, register_block
 from nas.blocks.shapes import conv_out_hw
 from nas.blocks.tables import NOTE10, PIXEL4, hwc
+from nas.grammar import SpaceError
 
 
 @dataclass(frozen=True)
@@ -48,9 +51,9 @@ class StemLayer:
     convs: int = 1
 
     @property
-    def mid_ch(self) -> int:
-        """Width of the first conv's output when there are two."""
-        return self.out_ch // 2
+    def conv_widths(self) -> tuple[int, ...]:
+        """Output width of each conv: doubling up to the stem's width."""
+        return tuple(self.out_ch >> (self.convs - 1 - i) for i in range(self.convs))
 
     @property
     def out_hw(self) -> int:
@@ -62,7 +65,7 @@ class Stem(BlockKind):
     name = "stem"
     role = "stem"
     layer_type = StemLayer
-    example = {"widths": [4, 8], "stride": 1, "kernel": 3, "convs": 2, "ds_depths": [0, 1]}
+    example = {"widths": [4, 8], "stride": 1, "kernel": 3, "convs": 3, "ds_depths": [0, 1]}
     static = "nas.blocks.nn.stem:stem_module"
     elastic = "nas.blocks.nn.stem:elastic_stem"
 
@@ -78,7 +81,7 @@ class Stem(BlockKind):
             activation=grammar.activation(data.get("activation", "hswish"), "stem.activation"),
             ds_depths=tuple(grammar.nonnegative_ints(data.get("ds_depths", [0]), "stem.ds_depths")),
             ds_kernel=grammar.odd_kernel(data.get("ds_kernel", 3), "stem.ds_kernel"),
-            convs=grammar.one_of(data.get("convs", 1), (1, 2), "stem.convs"),
+            convs=_convs(data),
             ds_activation=(
                 None
                 if "ds_activation" not in data
@@ -108,9 +111,7 @@ class Stem(BlockKind):
         )
 
     def graph(self, b, layer: StemLayer, x: str) -> str:
-        widths = [layer.in_ch, layer.out_ch]
-        if layer.convs == 2:
-            widths.insert(1, layer.mid_ch)
+        widths = [layer.in_ch, *layer.conv_widths]
         node, hw = x, layer.in_hw
         for i, (cin, cout) in enumerate(zip(widths, widths[1:], strict=False)):
             name = "stem" if i == 0 else f"stem{i + 1}"
@@ -132,3 +133,20 @@ class Stem(BlockKind):
                 f"-output:{hwc(layer.out_hw, layer.out_ch)}"
             ]
         return None
+
+
+#: How many convs a stem may have.
+STEM_CONVS = (1, 2, 3, 4)
+
+
+def _convs(data: Any) -> int:
+    """The stem's ``convs``; each width must halve ``convs - 1`` times into whole channels."""
+    convs = grammar.one_of(data.get("convs", 1), STEM_CONVS, "stem.convs")
+    step = 2 ** (convs - 1)
+    bad = [w for w in data.get("widths", []) if isinstance(w, int) and w % step]
+    if bad:
+        raise SpaceError(
+            f"stem.widths {bad} are not multiples of {step} (convs = {convs}: the first conv "
+            f"has width / {step} channels)"
+        )
+    return convs

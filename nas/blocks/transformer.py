@@ -5,10 +5,11 @@ A stage ``kind: transformer`` chooses ``attentions`` (registered attention kinds
 relu_linear; per layer with ``per_layer: [attention]``), ``heads`` (default width / head_dim),
 ``v_scales`` (value width per head, in head_dims) and ``mlp_ratios``; it sets ``head_dim``,
 ``activation``, ``downsample`` (the layer opening the stage: ``mbconv``, the default; ``conv``, a
-kxk conv + BN, EfficientFormer's embedding; or ``none``, for a stride-1 stage keeping the width),
-``downsample_expand`` (or chooses it, ``downsample_expands``) and ``downsample_kernel``. Attention projects queries, keys and values,
-runs the attention kind's core (one latency unit per kind), adds a 3x3 depthwise conv of the
-values, and projects back. Layers of other kinds built on it may be *plain* (standard
+kxk conv + BN, EfficientFormer's embedding; ``patch_merging``, EfficientViT's (Microsoft) patch
+merging between residual depthwise-conv + FFN pairs; or ``none``, for a stride-1 stage keeping
+the width), ``downsample_expand`` (or chooses it, ``downsample_expands``) and
+``downsample_kernel``. Attention projects queries, keys and values, runs the attention kind's
+core (one latency unit per kind), adds a 3x3 depthwise conv of the values, and projects back. Layers of other kinds built on it may be *plain* (standard
 multi-head attention: no value conv and no activation before the projection). The torch half is
 :mod:`nas.blocks.nn.transformer`.
 """
@@ -20,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from nas import grammar
-from nas.blocks.conv_bn import ConvBNLayer
 from nas.blocks.mbconv import MBConvLayer, flag
 from nas.blocks.registry import (
     BlockKind,
@@ -29,6 +29,7 @@ from nas.blocks.registry import (
     SettingSpec,
     attention_kind,
     attention_names,
+    block_kind,
     register_block,
 )
 from nas.blocks.shapes import SameShape
@@ -80,8 +81,10 @@ class TransformerLayer(SameShape):
         return self.width * self.mlp_ratio
 
 
-#: What may open a stage of a transformer kind (``downsample``).
-DOWNSAMPLES = ("mbconv", "conv", "none")
+#: What may open a stage of a transformer kind (``downsample``), and the entry kind building it
+#: (None: the downsampling MBConv, or no entry layer for ``none``).
+ENTRY_KINDS = {"mbconv": None, "conv": "conv_bn", "patch_merging": "patch_merging", "none": None}
+DOWNSAMPLES = tuple(ENTRY_KINDS)
 
 
 #: Token mixers of efficientformer layers (``mixers``): pooling (Meta4D) or attention (Meta3D).
@@ -145,6 +148,8 @@ class Transformer(BlockKind):
         SettingSpec("downsample_kernel", 3, grammar.odd_kernel),
         # accepted for space files that set it on every stage; transformer layers have no SE
         SettingSpec("se", False, flag),
+        # read by efficientvit_msra layers: attention within windows of this side (0: global)
+        SettingSpec("window", 0, grammar.nonnegative_int),
     )
     example = {
         "kind": "transformer",
@@ -177,12 +182,11 @@ class Transformer(BlockKind):
                 "(heads = width / head_dim when heads are not declared)"
             )
 
-    def entry_layer(self, ctx: LayerContext) -> MBConvLayer | ConvBNLayer:
+    def entry_layer(self, ctx: LayerContext) -> Any:
         spec = ctx.spec
-        if spec.downsample == "conv":
-            return ConvBNLayer(
-                ctx.slot, ctx.side, ctx.in_ch, ctx.out_ch, spec.downsample_kernel, ctx.stride
-            )
+        entry_kind = ENTRY_KINDS[spec.downsample]
+        if entry_kind is not None:
+            return block_kind(entry_kind, role="entry").layer(ctx)
         return MBConvLayer(
             ctx.slot,
             ctx.side,

@@ -11,6 +11,7 @@ from torch import nn
 from nas.blocks.efficientvit_msra import DEPTHWISE_KERNEL, QUERY_KERNEL, EfficientViTMSRALayer
 from nas.blocks.nn.common import ConvBNAct, activation, relative_position_index
 from nas.blocks.nn.transformer import Attention, ElasticAttention
+from nas.blocks.nn.windows import window_merge, window_partition
 from nas.blocks.registry import attention_kind
 from nas.supernet.elastic import ElasticConvBNAct, ElasticSegmentConv2d
 
@@ -51,19 +52,24 @@ def _tokens(x: torch.Tensor) -> torch.Tensor:
 
 class CascadedGroupAttention(nn.Module):
     """Head i attends over its split of the channels plus head i-1's output; concat, activation,
-    1x1 projection + BN."""
+    1x1 projection + BN; on the whole map, or on each window of it."""
 
     def __init__(self, layer: EfficientViTMSRALayer):
         super().__init__()
-        self.v_dim = layer.v_dim
+        self.v_dim, self.window, self.side = layer.v_dim, layer.window, layer.hw
         self.heads = nn.ModuleList(
-            CascadeHead(layer.hw, layer.key_dim, layer.v_dim, layer.attention)
+            CascadeHead(layer.attention_side, layer.key_dim, layer.v_dim, layer.attention)
             for _ in range(layer.heads)
         )
         self.act = activation(layer.activation)
         self.proj = ConvBNAct(layer.width, layer.width, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.window:
+            return window_merge(self.cascade(window_partition(x, self.window)), self.side)
+        return self.cascade(x)
+
+    def cascade(self, x: torch.Tensor) -> torch.Tensor:
         splits = x.split(self.v_dim, dim=1)
         outputs = []
         for i, head in enumerate(self.active_heads()):
@@ -127,10 +133,11 @@ class ElasticCascadeHead(nn.Module):
     def set_active(self, layer: EfficientViTMSRALayer) -> None:
         kind = attention_kind(layer.attention)
         self.core_fn, self.uses_bias = kind.core_function(), kind.position_bias
-        self.side, self.v_dim = layer.hw, layer.v_dim
+        side = layer.attention_side
+        self.side, self.v_dim = side, layer.v_dim
         self.qkv.configure(layer.v_dim, 2 * self.key_dim + layer.v_dim)
         self.pos_index = self._cached(
-            ("pos", layer.hw), lambda: relative_position_index(layer.hw, self.max_side)
+            ("pos", side), lambda: relative_position_index(side, self.max_side)
         )
 
 
@@ -139,12 +146,14 @@ class ElasticCascadedGroupAttention(nn.Module):
     the stage gives; the projection takes the active heads' leading channels."""
 
     forward = CascadedGroupAttention.forward
+    cascade = CascadedGroupAttention.cascade
 
     def __init__(self, largest: EfficientViTMSRALayer, spec=None):
         super().__init__()
         max_heads, max_v_dim = _largest_heads(largest, spec)
+        side = largest.attention_side
         self.heads = nn.ModuleList(
-            ElasticCascadeHead(largest.hw, largest.key_dim, max_v_dim) for _ in range(max_heads)
+            ElasticCascadeHead(side, largest.key_dim, max_v_dim) for _ in range(max_heads)
         )
         self.act = activation(largest.activation)
         self.proj = ElasticConvBNAct(max_heads * max_v_dim, largest.width, 1)
@@ -153,6 +162,7 @@ class ElasticCascadedGroupAttention(nn.Module):
 
     def set_active(self, layer: EfficientViTMSRALayer) -> None:
         self.v_dim, self.count = layer.v_dim, layer.heads
+        self.window, self.side = layer.window, layer.hw
         for head in self.heads:  # all of them, so that every child has a valid active state
             head.set_active(layer)
         self.proj.conv.set_segments(layer.heads)

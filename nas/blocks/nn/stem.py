@@ -1,4 +1,4 @@
-"""Torch half of the stem kind (:mod:`nas.blocks.stem`): one or two conv-BN-activations and
+"""Torch half of the stem kind (:mod:`nas.blocks.stem`): one to four conv-BN-activations and
 their elastic twins (the layers after them are MBConv blocks)."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ def stem_module(layer: StemLayer) -> nn.Module:
     if layer.convs == 1:
         return ConvBNAct(layer.in_ch, layer.out_ch, layer.kernel, layer.stride, layer.activation)
     k, s, act = layer.kernel, layer.stride, layer.activation
+    widths = (layer.in_ch, *layer.conv_widths)
     return nn.Sequential(
-        ConvBNAct(layer.in_ch, layer.mid_ch, k, s, act),
-        ConvBNAct(layer.mid_ch, layer.out_ch, k, s, act),
+        *(ConvBNAct(a, b, k, s, act) for a, b in zip(widths, widths[1:], strict=False))
     )
 
 
@@ -30,21 +30,22 @@ class ElasticStem(ElasticConvBNAct):
         self.configure(layer.in_ch, layer.out_ch, layer.kernel)
 
 
-class ElasticTwoConvStem(nn.Sequential):
-    """Two elastic convs; the first's width is half the second's."""
+class ElasticConvStem(nn.Sequential):
+    """Several elastic convs, each doubling the width up to the stem's."""
 
     def __init__(self, largest: StemLayer):
         k, s, act = largest.kernel, largest.stride, largest.activation
+        widths = (largest.in_ch, *largest.conv_widths)
         super().__init__(
-            ElasticConvBNAct(largest.in_ch, largest.mid_ch, k, s, act),
-            ElasticConvBNAct(largest.mid_ch, largest.out_ch, k, s, act),
+            *(ElasticConvBNAct(a, b, k, s, act) for a, b in zip(widths, widths[1:], strict=False))
         )
 
     def set_active(self, layer: StemLayer) -> None:
-        self[0].configure(layer.in_ch, layer.mid_ch, layer.kernel)
-        self[1].configure(layer.mid_ch, layer.out_ch, layer.kernel)
+        widths = (layer.in_ch, *layer.conv_widths)
+        for conv, a, b in zip(self, widths, widths[1:], strict=False):
+            conv.configure(a, b, layer.kernel)
 
 
 def elastic_stem(largest: StemLayer, spec=None) -> nn.Module:
     """The elastic twin of the largest stem of a space."""
-    return ElasticStem(largest) if largest.convs == 1 else ElasticTwoConvStem(largest)
+    return ElasticStem(largest) if largest.convs == 1 else ElasticConvStem(largest)
