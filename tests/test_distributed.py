@@ -1,6 +1,6 @@
 """Data-parallel training on Ray Train: 2 CPU workers (gloo) on a tiny run.
 
-Starting Ray and its workers takes most of the time; it runs in the normal suite.
+Starting Ray and its workers takes most of the time; it is a slow proof (``make test-all``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ from nas.supernet.checkpoint import load_supernet, read_checkpoint
 from nas.train.config import TrainConfig
 
 pytestmark = [
+    # 80 data-parallel steps on two Ray workers: minutes on 2 cores (make test-all runs it); the
+    # default suite trains with --workers 2 through the README's own command (test_readme.py)
+    pytest.mark.slow,
     pytest.mark.ray,
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),  # Ray's own deprecations
 ]
