@@ -53,10 +53,11 @@ QUICK = DemoSize(
     ),
     search=("--batch-size", "6"),
     torch_measure=(
-        "--warmup", "1", "--repeats", "3", "--passes", "1", "--min-time-ms", "0",
-        "--models", "4", "--max-exact", "0", "--prior-per-kind", "3",
+        "--warmup", "1", "--repeats", "2", "--passes", "1", "--min-time-ms", "0",
+        "--models", "3", "--max-exact", "0", "--prior-per-kind", "2", "--adaptive-rounds", "1",
+        "--adaptive-batch", "8",
     ),
-    study=("--n", "40", "--pairs", "4", "--measure", "8", "--importance-archs", "24"),
+    study=("--n", "24", "--pairs", "3", "--measure", "6", "--importance-archs", "16"),
 )  # fmt: skip
 
 

@@ -421,9 +421,11 @@ class LatencyPredictor:
         return self._overhead_from(models)
 
     def _overhead_from(self, models: Sequence[tuple[Arch, float]]) -> Overhead:
+        per_arch = [self.scheme.arch_units(self.space, arch) for arch, _ in models]
+        costs = self.kernels.ms_many([u for units in per_arch for u in units])  # one batch
         raw, count, mparams = [], [], []
-        for arch, _ in models:
-            r, c, m, _ = self._raw(arch)
+        for units in per_arch:
+            r, c, m, _ = self._raw_of(units, costs)
             raw.append(r)
             count.append(c)
             mparams.append(m)
@@ -475,16 +477,20 @@ class LatencyPredictor:
 
     # ----------------------------------------------------------------- reference path
 
-    def _unit_cost(self, unit: Any) -> tuple[float, bool]:
-        ms, regressed = self.kernels.ms(unit)
-        return ms - self.baseline, regressed
-
     def _raw(self, arch: Arch) -> tuple[float, int, float, bool]:
         """(sum of kernel times net of the baseline, kernels, parameters / 1e6, any regressed)."""
         units = self.scheme.arch_units(self.space, arch)
-        costs = [self._unit_cost(u) for u in units]
+        return self._raw_of(units, self.kernels.ms_many(units))
+
+    def _raw_of(
+        self, units: Sequence[Any], costs: dict[Any, tuple[float, bool]]
+    ) -> tuple[float, int, float, bool]:
+        """:meth:`_raw` of an arch's ``units``, their times looked up in ``costs``
+        (:meth:`KernelModel.ms_many`: the unmeasured ones regressed in one batch per kind)."""
+        found = [costs[u] for u in units]
         mparams = sum(self.scheme.params(u) for u in units) / 1e6
-        return sum(c for c, _ in costs), len(units), mparams, any(r for _, r in costs)
+        raw = sum(ms - self.baseline for ms, _ in found)
+        return raw, len(units), mparams, any(regressed for _, regressed in found)
 
     def predict_arch(self, arch: Arch) -> float:
         """One arch through its operator graph (or table keys): the reference for :meth:`predict`."""
@@ -499,10 +505,15 @@ class LatencyPredictor:
         share of the prediction (``share_ms``: the overhead term applied; the shares plus
         ``overhead.constant`` add up to :meth:`predict`) and whether it was regressed."""
         self._require()
+        per_layer = [
+            (layer, self.scheme.layer_units(layer, arch.resolution))
+            for layer in layers_of(self.space, arch)
+        ]
+        costs = self.kernels.ms_many([u for _, units in per_layer for u in units])
         rows = []
-        for layer in layers_of(self.space, arch):
-            for unit in self.scheme.layer_units(layer, arch.resolution):
-                ms, regressed = self.kernels.ms(unit)
+        for layer, units in per_layer:
+            for unit in units:
+                ms, regressed = costs[unit]
                 kind, _ = self.scheme.describe(unit)
                 rows.append(
                     {

@@ -34,19 +34,8 @@ def shared_data_folder() -> Path:
     return Path(os.environ.get("NAS_SHARED_DATA") or REPO_ROOT.parent / "shared" / "data")
 
 
-#: Session fixtures that build a world of runs and profiles with the `nas` command, and the
-#: worker group of the tests that use them: with ``pytest -n 2 --dist loadgroup`` (``make test``)
-#: each world is built once, on one worker, and the other tests balance across both.
-SHARED_WORLDS = {"readme_flow": "readme", "tiny_world": "world"}
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    """Tests that use one of :data:`SHARED_WORLDS` run on the same worker (``xdist_group``)."""
-    for item in items:
-        groups = [g for name, g in SHARED_WORLDS.items() if name in item.fixturenames]
-        if groups:
-            item.add_marker(pytest.mark.xdist_group(groups[0]))
+# Tests that share a module's costly fixtures run on one pytest-xdist worker (worker_groups).
+from worker_groups import pytest_collection_modifyitems  # noqa: E402, F401
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,6 +96,29 @@ RUN_AFTER = {"nas device import suite/": "nas device time-suite"}
 ENVIRONMENT = {"TQDM_DISABLE": "1", "NAS_DEMO_QUICK": "1"}
 
 
+#: Commands that read nothing another README command writes: ``make`` commands, and trainings
+#: (they read a data set and write their own run folder). Run alone, on demand.
+SELF_CONTAINED = (r"^make ", r"^nas train ")
+
+
+def self_contained(command: str) -> bool:
+    """Whether ``command`` (as the README has it) needs no earlier README command."""
+    return any(re.match(pattern, command) for pattern in SELF_CONTAINED)
+
+
+def _needed_by(earlier: str, commands: list[str]) -> bool:
+    """Whether ``earlier`` must run before the last of ``commands`` (README order): always, unless
+    it is self-contained and none of the commands after it names the folder it writes."""
+    if earlier.startswith("make "):
+        return False
+    if not self_contained(earlier):
+        return True
+    words = shlex.split(earlier)
+    out = words[words.index("--out") + 1] if "--out" in words else None
+    after = commands[commands.index(earlier) + 1 :]
+    return out is None or any(out in command for command in after)
+
+
 def readme_commands(text: str | None = None) -> list[str]:
     """Every ``nas ...`` and ``make ...`` line of the README's ``sh`` blocks, comments removed,
     each once, in README order."""
@@ -168,16 +192,16 @@ class ReadmeFlow:
         return found[0]
 
     def run(self, command: str) -> Outcome:
-        """Run the README's ``nas`` commands up to ``command`` (each once; ``make`` commands
-        only when asked: they read and write nothing the others do) and return its outcome.
+        """Run the README's ``nas`` commands up to ``command`` (each once; a
+        :func:`self_contained` command alone) and return its outcome.
 
         A command that needs the shared data, absent here, is skipped with the reason (fails
         in CI)."""
         needed = self.commands[: self.commands.index(command) + 1]
-        if command.startswith("make "):
-            needed = [command]  # reads nothing another command writes
+        if self_contained(command):
+            needed = [command]
         for earlier in needed:
-            if earlier not in self.outcomes and not earlier.startswith("make "):
+            if earlier not in self.outcomes and _needed_by(earlier, needed):
                 self.outcomes[earlier] = self._execute(earlier)
         if command not in self.outcomes:
             self.outcomes[command] = self._execute(command)
@@ -223,18 +247,14 @@ class ReadmeFlow:
         venv = Path(sys.executable).parent.parent
         text = text.replace("{venv}", str(venv)).replace("{repo}", str(REPO_ROOT))
         argv = shlex.split(text)
-        nas = str(nas_executable())
-        if SHELL_WORDS & set(argv):  # a redirection or a pipe: run as a shell runs it
+        if argv[0] == "nas" and _nas_pipeline(argv):  # in processes forked with the engine imported
+            return self._pipeline(command, argv)
+        if SHELL_WORDS & set(argv):  # another shell form: run as a shell runs it
+            nas = str(nas_executable())
             words = [nas if w == "nas" and (k == 0 or argv[k - 1] == "|") else w
                      for k, w in enumerate(argv)]  # fmt: skip
             shell = " ".join(w if w in SHELL_WORDS else shlex.quote(w) for w in words)
             argv = ["bash", "-o", "pipefail", "-c", shell]
-        elif argv[0] == "nas":  # in a process of its own, forked with the engine imported
-            from cli_runner import shared_runner
-
-            result = shared_runner().run(argv[1:], self.root, env=ENVIRONMENT, timeout=900)
-            code = -9 if result.code is None else result.code
-            return Outcome(command, argv, code, result.out, result.err)
         done = subprocess.run(
             argv,
             cwd=self.root,
@@ -244,3 +264,41 @@ class ReadmeFlow:
             timeout=900,
         )
         return Outcome(command, argv, done.returncode, done.stdout, done.stderr)
+
+    def _pipeline(self, command: str, argv: list[str]) -> Outcome:
+        """``nas A [| nas B ...] [> FILE]`` as ``bash -o pipefail`` runs it: each command's
+        standard output is the next one's input (or the file), the exit code the last nonzero
+        one; each command in a process forked from the shared command server."""
+        from cli_runner import shared_runner
+
+        target = redirect_target(shlex.join(argv))
+        words = argv[: argv.index(">")] if target else argv
+        stages: list[list[str]] = [[]]
+        for word in words:
+            if word == "|":
+                stages.append([])
+            else:
+                stages[-1].append(word)
+        stdin, code, out, err = None, 0, "", ""
+        with tempfile.TemporaryDirectory() as pipes:
+            for k, stage in enumerate(stages):
+                result = shared_runner().run(
+                    stage[1:], self.root, stdin=stdin, env=ENVIRONMENT, timeout=900
+                )
+                code = (-9 if result.code is None else result.code) or code
+                out, err = result.out, err + result.err
+                stdin = Path(pipes) / f"{k}.txt"
+                stdin.write_text(out)
+        if target:
+            (self.root / target).write_text(out)
+            out = ""
+        return Outcome(command, argv, code, out, err)
+
+
+def _nas_pipeline(argv: list[str]) -> bool:
+    """Whether ``argv`` is ``nas ...`` commands joined by pipes, optionally redirected to a file
+    at the end, and nothing else of the shell."""
+    if ">" in argv and argv.index(">") != len(argv) - 2:
+        return False
+    words = argv[: argv.index(">")] if ">" in argv else argv
+    return all(words[k + 1 : k + 2] == ["nas"] for k, w in enumerate(words) if w == "|")

@@ -199,6 +199,7 @@ def test_tflite_file_runs_here_with_its_card_accuracy(nas, world):
     assert _split_accuracy(predicted) == pytest.approx(fp32["test_top1"])
 
 
+@pytest.mark.slow  # a LiteRT int8 conversion and its measurements: about a minute on two cores
 def test_int8_tflite_card_states_the_files_integer_input_and_its_snippet_feeds_it(nas, world):
     """A fully int8 .tflite takes integer tensors: the card says so (dtype, scale, zero point),
     nas predict reproduces the card's int8 accuracy, and the card's snippet quantizes its input

@@ -5,7 +5,8 @@
 softmax and ReLU-linear attention, head); one arch of it has them all. Each format writes it,
 its runtime runs it here, and the logits match PyTorch's; formats with an int8 path quantize it
 and the int8 file runs too. The phone runtimes' lowering takes a minute or more each on two
-cores: those are marked slow (``make test-all``).
+cores, and ONNX Runtime's int8 quantization of every kind at once a minute: those are marked slow
+(``make test-all``), and the default run quantizes a sample of the kinds to ONNX.
 """
 
 from __future__ import annotations
@@ -77,16 +78,50 @@ def test_every_block_kind_exports_and_runs_in_every_format(fmt, model, tmp_path)
         net, x, tmp_path / f"m{fmt_.suffix}", None, meta={"space": space, "arch": arch}
     )
     loaded = fmt_.load(path, threads=1)
-    images = torch.randn(3, *x.shape[1:], generator=torch.Generator().manual_seed(1)).numpy()
+    images = _images(x)
     with torch.no_grad():
         expected = net(torch.from_numpy(images)).numpy()
     assert np.abs(run_batched(loaded, images) - expected).max() < 1e-4
-    if fmt_.quantizer is not None:
-        calibration = torch.randn(8, *x.shape[1:], generator=torch.Generator().manual_seed(2))
-        candidate = fmt_.quantizer(net, x, calibration).quantize(None)
-        int8 = fmt_.load(candidate.write(tmp_path / f"int8{fmt_.suffix}", x), threads=1)
-        logits = run_batched(int8, images)
-        assert logits.shape == expected.shape and np.isfinite(logits).all()
+
+
+def _images(x: torch.Tensor) -> np.ndarray:
+    return torch.randn(3, *x.shape[1:], generator=torch.Generator().manual_seed(1)).numpy()
+
+
+#: The first block of every fourth kind of the kinds space: ONNX Runtime's quantizer takes time
+#: quadratic in the graph's nodes (a minute for every kind at once on two cores), so the default
+#: run quantizes this sample and ``make test-all`` every kind.
+SAMPLE_STAGES = slice(0, None, 4)
+
+INT8 = [
+    pytest.param("onnx", "sample", id="onnx-sample-of-kinds"),
+    *[
+        pytest.param(f, "all", marks=pytest.mark.slow, id=f"{f}-every-kind")
+        for f in ["onnx", *PHONE]
+    ],
+]
+
+
+@pytest.mark.parametrize(("fmt", "kinds"), INT8)
+def test_int8_export_of_the_block_kinds_runs(fmt, kinds, model, tmp_path):
+    space, arch, net = model
+    if kinds == "sample":
+        config = space.to_dict()
+        space = SearchSpace.from_dict({**config, "stages": config["stages"][SAMPLE_STAGES]})
+        torch.manual_seed(0)
+        arch = space.max_arch()
+        net = extract(Supernet(space).eval(), arch).eval()
+    fmt_ = get_format(fmt)
+    x = example_input(space, arch, batch=1)
+    calibration = torch.randn(8, *x.shape[1:], generator=torch.Generator().manual_seed(2))
+    candidate = fmt_.quantizer(net, x, calibration).quantize(None)
+    int8 = fmt_.load(candidate.write(tmp_path / f"int8{fmt_.suffix}", x), threads=1)
+    images = _images(x)
+    with torch.no_grad():
+        expected = net(torch.from_numpy(images)).numpy()
+    logits = run_batched(int8, images)
+    assert logits.shape == expected.shape and np.isfinite(logits).all()
+    assert np.abs(logits - expected).max() < 0.5 * np.abs(expected).max() + 0.1
 
 
 @pytest.mark.parametrize("fmt", PHONE)
@@ -115,3 +150,19 @@ def test_a_small_conv_model_runs_on_the_phone_runtimes_here(fmt, tmp_path):
     int8 = fmt_.load(candidate.write(tmp_path / f"int8{fmt_.suffix}", x), threads=1)
     logits = run_batched(int8, images.numpy())
     assert np.abs(logits - expected).max() < 0.5 * np.abs(expected).max() + 0.1
+    if fmt == "tflite":  # a fully int8 file: the card's integer input and output fields
+        from ai_edge_litert.interpreter import Interpreter
+
+        interpreter = Interpreter(model_path=str(tmp_path / "int8.tflite"))
+        for name, (details,) in (
+            ("input", interpreter.get_input_details()),
+            ("output", interpreter.get_output_details()),
+        ):
+            fields = int8.integer_io().get(name)
+            if details["dtype"] == np.float32:
+                assert fields is None
+            else:
+                scale, zero = details["quantization"]
+                assert fields["dtype"] == np.dtype(details["dtype"]).name
+                assert fields["quantization"]["scale"] == pytest.approx(scale)
+                assert fields["quantization"]["zero_point"] == zero

@@ -30,6 +30,7 @@ from readme_commands import (
     ReadmeFlow,
     readme_commands,
     redirect_target,
+    self_contained,
     substitute,
 )
 
@@ -597,7 +598,18 @@ def _check_of(command: str) -> Callable[[ReadmeFlow, str], None] | None:
     return next((check for pattern, check in CHECKS if re.match(pattern, command)), None)
 
 
-@pytest.mark.parametrize("command", COMMANDS, ids=[re.sub(r"\s+", "_", c)[:60] for c in COMMANDS])
+#: Self-contained README commands that take a minute or more: a worker group of their own, so
+#: that `make test` runs them beside the README's chain of commands rather than after it.
+APART = (r"^make demo$", r"^nas train .*--workers")
+
+
+def _param(command: str):
+    apart = self_contained(command) and any(re.match(p, command) for p in APART)
+    marks = [pytest.mark.xdist_group("readme-apart")] if apart else []
+    return pytest.param(command, marks=marks, id=re.sub(r"\s+", "_", command)[:60])
+
+
+@pytest.mark.parametrize("command", [_param(c) for c in COMMANDS])
 def test_readme_command_does_what_the_readme_says(command, readme_flow):
     check = _check_of(command)
     assert check is not None, f"README command `{command}` has no check in {__file__}: add one"
