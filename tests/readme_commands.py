@@ -38,7 +38,7 @@ SMALL_TIMING = (
 #: Searched archs (and archs per search step).
 SMALL_SEARCH = "--evaluations 12 --batch-size 6"
 #: Archs a study samples, pairs per decision, archs measured on the supernet and for importances.
-SMALL_STUDY = "--n 40 --pairs 4 --measure 8 --importance-archs 24"
+SMALL_STUDY = "--n 24 --pairs 3 --measure 6 --importance-archs 16"
 #: Placeholders of :data:`SUBSTITUTIONS`, filled in when a command runs.
 PLACEHOLDERS = ("{shared}", "{budget}", "{venv}", "{repo}")
 
@@ -48,7 +48,7 @@ PLACEHOLDERS = ("{shared}", "{budget}", "{venv}", "{repo}")
 SUBSTITUTIONS: list[tuple[str, str, str]] = [
     (r"--epochs \d+", f"--epochs 1 {SMALL_TRAINING}", "one epoch on a subset of the data"),
     (r"^(nas device measure .*)", rf"\1 {SMALL_TIMING}", "few timing runs, a sample of kernels"),
-    (r"^(nas study (?!--help).*)", rf"\1 {SMALL_STUDY}", "40 archs studied, few measured"),
+    (r"^(nas study (?!--help).*)", rf"\1 {SMALL_STUDY}", "24 archs studied, few measured"),
     (r"^(nas device time-suite .*)", r"\1 --repeats 3", "few timing runs"),
     (r"^(nas device export-suite .*)", r"\1 --models 4", "4 whole models, not 12"),
     (r"--n 100\b", "--n 3", "3 subnets validated, not 100"),

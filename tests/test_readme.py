@@ -317,7 +317,7 @@ def _search_folder(flow: ReadmeFlow, prefix: str) -> tuple[Path, dict]:
 def _check_study(folder: Path, devices: int, accuracy: bool) -> dict:
     result = json.loads((folder / "study.json").read_text())
     records = [json.loads(line) for line in (folder / "archs.jsonl").read_text().splitlines()]
-    assert len(records) == result["sample"]["archs"] >= 40
+    assert len(records) == result["sample"]["archs"] >= 24
     for record in records:
         assert len(record["latency_ms"]) == devices
         assert all(np.isfinite(ms) and ms > 0 for ms in record["latency_ms"].values())
