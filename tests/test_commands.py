@@ -25,6 +25,17 @@ from nas.cli import main
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 SMALL_TIMING = ["--warmup", "1", "--repeats", "3", "--passes", "1", "--min-time-ms", "0"]
+#: A sample of the kernel configurations timed, the others predicted by the per-kind regressors.
+SAMPLED = [
+    "--max-exact",
+    "0",
+    "--prior-per-kind",
+    "3",
+    "--adaptive-rounds",
+    "1",
+    "--adaptive-batch",
+    "8",
+]
 SPACE = "hybrid-tiny"
 
 
@@ -44,7 +55,7 @@ class Trained:
         self.torch = folder / "torch.json"
         run_nas(
             *["device", "measure", "--backend", "torch", "--space", SPACE, "--device", "torch"],
-            *[*SMALL_TIMING, "--models", "4", "--out", self.torch],
+            *[*SMALL_TIMING, *SAMPLED, "--models", "4", "--out", self.torch],
             cwd=folder,
         )
 
