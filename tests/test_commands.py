@@ -9,6 +9,7 @@ README's ``nas train`` and ``nas device measure`` commands in a fresh folder).
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pytest
 import torch
 import yaml
 from conftest import TINY_SPACE, run_nas
+from readme_commands import SMALL_TIMING as README_TIMING
 
 import search_spaces
 from nas.arch import Arch
@@ -25,17 +27,6 @@ from nas.cli import main
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 SMALL_TIMING = ["--warmup", "1", "--repeats", "3", "--passes", "1", "--min-time-ms", "0"]
-#: A sample of the kernel configurations timed, the others predicted by the per-kind regressors.
-SAMPLED = [
-    "--max-exact",
-    "0",
-    "--prior-per-kind",
-    "3",
-    "--adaptive-rounds",
-    "1",
-    "--adaptive-batch",
-    "8",
-]
 SPACE = "hybrid-tiny"
 
 
@@ -55,7 +46,7 @@ class Trained:
         self.torch = folder / "torch.json"
         run_nas(
             *["device", "measure", "--backend", "torch", "--space", SPACE, "--device", "torch"],
-            *[*SMALL_TIMING, *SAMPLED, "--models", "4", "--out", self.torch],
+            *[*shlex.split(README_TIMING), "--out", self.torch],  # as the README's profiles
             cwd=folder,
         )
 
