@@ -252,13 +252,15 @@ def check_train_fmnist(flow: ReadmeFlow, out: str) -> None:
 def check_train_workers(flow: ReadmeFlow, out: str) -> None:
     """Two Ray workers started by the command: the same steps as one process, one run folder."""
     from nas.supernet.checkpoint import read_checkpoint
+    from nas.trained import TrainedRun
 
     check_train(flow, out, "runs/digits-2w")
     payload = read_checkpoint(flow.path("runs/digits-2w/last.pt"))
-    assert payload["config"]["workers"] == 2
-    flow.run_ok("nas train --space hybrid-tiny --data digits")
-    single = read_checkpoint(flow.path("runs/digits/last.pt"))
-    assert payload["step"] == single["step"]  # the global batch is split, not multiplied
+    config = payload["config"]
+    assert config["workers"] == 2
+    # the global batch is split between the workers, not multiplied: the steps of one process
+    train_images = len(TrainedRun.open(flow.path("runs/digits-2w")).data.train)
+    assert payload["step"] == config["epochs"] * (train_images // config["batch_size"]) > 0
 
 
 def check_train_help(flow: ReadmeFlow, out: str) -> None:
@@ -465,9 +467,9 @@ def check_validate(flow: ReadmeFlow, out: str) -> None:
     report = _check_validation_report(flow, out)
     rows = list(csv.DictReader(flow.path("runs/validate-ort/subnets.csv").open()))
     predictor = LatencyPredictor.load(flow.path("ort.json"))
-    for row in rows:  # the profile's own predictions
+    for row in rows:  # the profile's own predictions, as the CSV writes them (6 decimals)
         ms = predictor.predict([Arch.from_json(row["arch"])])[0]
-        assert float(row["predicted_ms"]) == pytest.approx(ms, rel=1e-6)
+        assert float(row["predicted_ms"]) == pytest.approx(ms, abs=0.5e-6 + 1e-12)
     assert report["resolutions"] == [32]
 
 
