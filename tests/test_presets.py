@@ -212,6 +212,7 @@ def test_mobile_zoo_holds_the_zoo_kinds_at_imagenet_scale(tmp_path):
             "mobilevitv2",
             "efficientformer",
             "efficientvit_mit",
+            "efficientvit_msra",
         } == set(stage.blocks)
     assert "mobile-zoo" in run_nas("spaces", cwd=tmp_path).stdout
     smallest, largest = count(space, space.min_arch()), count(space, space.max_arch())
@@ -246,6 +247,51 @@ def test_windowed_cascaded_attention_runs_on_each_padded_window():
     assert layer.window_grid == 3 and layer.attention_side == 4
     small = EfficientViTMSRALayer("x", 4, 8, 2, 4, 2, "softmax", "relu", window=0)
     assert small.attention_side == 4 and small.window_grid == 1
+
+
+def test_cascaded_heads_that_do_not_divide_the_width_take_the_most_that_do():
+    """mobile-zoo's heads were chosen for MobileViT's widths (9 heads at 64 channels): an
+    EfficientViT (Microsoft) layer there takes the most heads below the choice that split the
+    width evenly (and, under separable attention, into multiples of head_dim), and the supernet
+    computes what the extracted model does."""
+    from nas.blocks.efficientvit_msra import EfficientViTMSRALayer, cascade_heads
+    from nas.layers import layers_of
+
+    assert cascade_heads(64, 4, 16, "softmax") == 4  # EfficientViT-M0's own: unchanged
+    assert cascade_heads(64, 9, 8, "softmax") == 8 and cascade_heads(80, 15, 8, "softmax") == 10
+    assert (
+        cascade_heads(48, 9, 16, "relu_linear") == 8 and cascade_heads(48, 9, 16, "separable") == 3
+    )
+    space = search_spaces.get("mobile-zoo")
+    found = []
+    for seed in range(200):
+        arch = space.sample(seed)
+        for layer in layers_of(space, arch):
+            if isinstance(layer, EfficientViTMSRALayer):
+                assert layer.width % layer.heads == 0 and layer.v_dim * layer.heads == layer.width
+                found.append((arch, layer))
+    assert {layer.heads for _, layer in found} > {8, 10}  # heads the choices do not name
+    # a small space of the same kind: the supernet's sliced heads = the extracted model's
+    data = search_spaces.get("mobile-zoo").to_dict()
+    data["resolutions"], data["num_classes"] = [32], 10
+    data["stages"] = [
+        {**data["stages"][0], "widths": [8], "depths": [1]},
+        {**data["stages"][2], "blocks": ["efficientvit_msra"], "widths": [12, 16],
+         "heads": [3, 5], "head_dim": 4, "depths": [2], "per_layer": ["attention"]},
+    ]  # fmt: skip
+    small = SearchSpace.from_dict(data)
+    torch.manual_seed(0)
+    supernet = trained_looking(Supernet(small)).eval()
+    heads = set()
+    for seed in range(6):
+        arch = small.sample(seed)
+        layers = layers_of(small, arch)
+        heads |= {layer.heads for layer in layers if isinstance(layer, EfficientViTMSRALayer)}
+        supernet.set_arch(arch)
+        x = torch.randn(2, 3, 32, 32)
+        with torch.no_grad():
+            assert (supernet(x) - extract(supernet, arch).eval()(x)).abs().max() <= 1e-5
+    assert heads & {2, 4}  # 3 heads on 16 channels -> 2; 5 on 12 -> 4
 
 
 def test_efficientvit_m0_preset_has_the_published_layout():

@@ -57,14 +57,15 @@ CASCADED = {
         ({"head": {"expand_ratio": 2}}, "feature_width is missing"),
         ({"head": {"feature_width": 8, "norm": "groupnorm"}}, "head.norm = 'groupnorm'"),
         ({"colour": "red"}, r"unknown key\(s\) \['colour'\]"),
-        # every kind of a stage checks it: cascaded heads split the width evenly
+        # every kind of a stage checks it: under separable attention cascaded heads split the
+        # width into multiples of head_dim (heads that do not divide the width are rounded down)
         (
-            {"stages": [{**CASCADED, "heads": [2, 5]}]},
-            r"multiples of every heads value.*\(24, 5\)",
-        ),
-        (
-            {"stages": [{**CASCADED, "heads": [4], "attentions": ["separable"]}]},
-            r"separable attention needs .* head_dim = 4; not so for \[6\]",
+            {
+                "stages": [
+                    {**CASCADED, "widths": [24, 26], "heads": [2], "attentions": ["separable"]}
+                ]
+            },
+            r"separable attention needs .* head_dim = 4, .*not so for \[26\]",
         ),
     ],
 )

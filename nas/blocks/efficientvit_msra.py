@@ -25,10 +25,12 @@ its own input, which depends on the previous head's output. It is this block's f
 attention kind instead.
 
 It takes the transformer kind's choices and settings and opens each stage with the same entry
-layer (EfficientViT's own is ``downsample: patch_merging``, :mod:`nas.blocks.patch_merging`). Of the choices it uses ``heads`` (default width / head_dim; widths must
-be multiples of the heads), ``attentions`` and ``mlp_ratios`` (the FFN's; EfficientViT uses 2),
+layer (EfficientViT's own is ``downsample: patch_merging``, :mod:`nas.blocks.patch_merging`). Of the choices it uses ``heads`` (default width / head_dim; a value that does
+not divide the width is rounded down to one that does, see below), ``attentions`` and ``mlp_ratios`` (the FFN's; EfficientViT uses 2),
 and the stage's ``head_dim`` (the key dim, 16 in EfficientViT), ``activation`` (ReLU in
-EfficientViT) and ``window``; ``v_scales`` does not change it. Each head, from its input split to its output, is
+EfficientViT) and ``window``; ``v_scales`` does not change it. A heads value that does not divide
+the width gives the most heads below it that do (:func:`cascade_heads`), so the kind joins spaces
+whose head counts were chosen for other kinds (``mobile-zoo``). Each head, from its input split to its output, is
 one latency unit (``cga-head``). The torch half is :mod:`nas.blocks.nn.efficientvit_msra`.
 """
 
@@ -96,6 +98,19 @@ class EfficientViTMSRALayer(SameShape):
         )
 
 
+def cascade_heads(width: int, heads: int, key_dim: int, attention: str) -> int:
+    """The cascaded heads of a layer that chose ``heads``: the most heads, at most ``heads``, that
+    split ``width`` into equal parts (``heads`` itself where it divides the width, as in
+    EfficientViT's own models), each part a multiple of ``key_dim`` under separable attention
+    (whose score sums a head's query channels). 9 heads on 64 channels give 8 heads of 8."""
+    separable = attention == "separable"
+    return max(
+        h
+        for h in range(1, max(1, heads) + 1)
+        if width % h == 0 and not (separable and (width // h) % key_dim)
+    )
+
+
 def residual_depthwise(b, name: str, c: int, hw: int, x: str) -> str:
     """``x + BN(dw3x3(x))`` on ``c`` x ``hw`` x ``hw`` node ``x``."""
     node, _ = b.conv_bn_act(name, x, c, c, DEPTHWISE_KERNEL, 1, hw, None, depthwise=True)
@@ -135,20 +150,14 @@ class EfficientViTMSRA(Transformer):
 
     def check_stage(self, choices: Mapping[str, tuple], settings: Mapping[str, Any], where: str):
         super().check_stage(choices, settings, where)
-        heads = choices.get("heads", ())
-        bad = sorted({(w, h) for w in choices["width"] for h in heads if w % h})
-        if bad:
-            raise SpaceError(
-                f"{where}: widths must be multiples of every heads value (each cascaded head takes "
-                f"width / heads channels); not so for (width, heads) {bad}"
-            )
+        head_dim = settings["head_dim"]
         if "separable" in choices.get("attention", ()):
-            v_dims = {w // h for w in choices["width"] for h in heads} or {settings["head_dim"]}
-            bad_v = sorted(v for v in v_dims if v % settings["head_dim"])
-            if bad_v:
+            bad = sorted(w for w in choices["width"] if w % head_dim)
+            if bad:
                 raise SpaceError(
-                    f"{where}: separable attention needs each head's width / heads to be a "
-                    f"multiple of head_dim = {settings['head_dim']}; not so for {bad_v}"
+                    f"{where}: separable attention needs each cascaded head's width to be a "
+                    f"multiple of head_dim = {head_dim}, so the stage's widths too; not so for "
+                    f"{bad}"
                 )
 
     def layer(self, ctx: LayerContext) -> EfficientViTMSRALayer:
@@ -158,7 +167,7 @@ class EfficientViTMSRA(Transformer):
             ctx.slot,
             t.hw,
             t.width,
-            t.heads,
+            cascade_heads(t.width, t.heads, t.head_dim, t.attention),
             t.head_dim,
             t.mlp_ratio,
             t.attention,

@@ -8,7 +8,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nas.blocks.efficientvit_msra import DEPTHWISE_KERNEL, QUERY_KERNEL, EfficientViTMSRALayer
+from nas.blocks.efficientvit_msra import (
+    DEPTHWISE_KERNEL,
+    QUERY_KERNEL,
+    EfficientViTMSRALayer,
+    cascade_heads,
+)
 from nas.blocks.nn.common import ConvBNAct, activation, relative_position_index
 from nas.blocks.nn.transformer import Attention, ElasticAttention
 from nas.blocks.nn.windows import window_merge, window_partition
@@ -173,12 +178,16 @@ class ElasticCascadedGroupAttention(nn.Module):
 
 
 def _largest_heads(largest: EfficientViTMSRALayer, spec) -> tuple[int, int]:
-    """(most heads, widest head) over the stage's widths and heads."""
+    """(most heads, widest head) over the stage's widths, heads and attention kinds."""
     widths = spec.choices["width"] if spec is not None else (largest.width,)
     heads = spec.choices.get("heads") if spec is not None else None
     if not heads:  # heads = width / head_dim: every head is head_dim wide
         return largest.heads, largest.v_dim
-    return max(heads), max(w // h for w in widths for h in heads)
+    kinds = spec.choices.get("attention") or (largest.attention,)
+    counts = [
+        (cascade_heads(w, h, largest.key_dim, a), w) for w in widths for h in heads for a in kinds
+    ]
+    return max(n for n, _ in counts), max(w // n for n, w in counts)
 
 
 class ElasticFfn(nn.Module):
