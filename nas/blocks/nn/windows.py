@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 
 def window_partition(x: torch.Tensor, window: int) -> torch.Tensor:
@@ -14,8 +13,9 @@ def window_partition(x: torch.Tensor, window: int) -> torch.Tensor:
     order."""
     batch, channels, side, _ = x.shape
     pad = (window - side % window) % window
-    if pad:
-        x = F.pad(x, (0, pad, 0, pad))
+    if pad:  # zeros concatenated, not F.pad: XNNPACK refuses an int8 pad whose scales differ
+        x = torch.cat([x, x.new_zeros(batch, channels, side, pad)], dim=3)
+        x = torch.cat([x, x.new_zeros(batch, channels, pad, side + pad)], dim=2)
     grid = (side + pad) // window
     x = x.view(batch, channels, grid, window, grid, window).permute(0, 2, 4, 1, 3, 5)
     return x.reshape(batch * grid * grid, channels, window, window)
