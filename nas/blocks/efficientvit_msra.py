@@ -25,13 +25,14 @@ its own input, which depends on the previous head's output. It is this block's f
 attention kind instead.
 
 It takes the transformer kind's choices and settings and opens each stage with the same entry
-layer (EfficientViT's own is ``downsample: patch_merging``, :mod:`nas.blocks.patch_merging`). Of the choices it uses ``heads`` (default width / head_dim; a value that does
-not divide the width is rounded down to one that does, see below), ``attentions`` and ``mlp_ratios`` (the FFN's; EfficientViT uses 2),
-and the stage's ``head_dim`` (the key dim, 16 in EfficientViT), ``activation`` (ReLU in
-EfficientViT) and ``window``; ``v_scales`` does not change it. A heads value that does not divide
-the width gives the most heads below it that do (:func:`cascade_heads`), so the kind joins spaces
-whose head counts were chosen for other kinds (``mobile-zoo``). Each head, from its input split to its output, is
-one latency unit (``cga-head``). The torch half is :mod:`nas.blocks.nn.efficientvit_msra`.
+layer (EfficientViT's own is ``downsample: patch_merging``, :mod:`nas.blocks.patch_merging`). Of
+the choices it uses ``heads`` (default width / head_dim), ``attentions`` and ``mlp_ratios`` (the
+FFN's; EfficientViT uses 2), and the stage's ``head_dim`` (the key dim, 16 in EfficientViT),
+``activation`` (ReLU in EfficientViT) and ``window``; ``v_scales`` does not change it. A heads
+value that does not divide the width gives the most heads below it that do
+(:func:`cascade_heads`), so the kind joins spaces whose head counts were chosen for other kinds
+(``mobile-zoo``). Each head, from its input split to its output, is one latency unit
+(``cga-head``). The torch half is :mod:`nas.blocks.nn.efficientvit_msra`.
 """
 
 from __future__ import annotations
