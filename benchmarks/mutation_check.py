@@ -85,7 +85,7 @@ MUTATIONS = (
         "nas/train/evaluate.py",
         "logits.argmax(dim=-1)",
         "logits.argmin(dim=-1)",
-        ("tests/test_readme.py", "-k", "extract_--run"),
+        ("tests/test_train.py", "-k", "top1"),
     ),
     Mutation(
         "Note10 identity-skip flag inverted",
