@@ -263,14 +263,15 @@ def test_cascaded_heads_that_do_not_divide_the_width_take_the_most_that_do():
         cascade_heads(48, 9, 16, "relu_linear") == 8 and cascade_heads(48, 9, 16, "separable") == 3
     )
     space = search_spaces.get("mobile-zoo")
-    found = []
-    for seed in range(200):
-        arch = space.sample(seed)
-        for layer in layers_of(space, arch):
-            if isinstance(layer, EfficientViTMSRALayer):
-                assert layer.width % layer.heads == 0 and layer.v_dim * layer.heads == layer.width
-                found.append((arch, layer))
-    assert {layer.heads for _, layer in found} > {8, 10}  # heads the choices do not name
+    cascaded = [
+        layer
+        for seed in range(200)
+        for layer in layers_of(space, space.sample(seed))
+        if isinstance(layer, EfficientViTMSRALayer)
+    ]
+    for layer in cascaded:
+        assert layer.width % layer.heads == 0 and layer.v_dim * layer.heads == layer.width
+    assert {layer.heads for layer in cascaded} > {8, 10}  # heads the choices do not name
     # a small space of the same kind: the supernet's sliced heads = the extracted model's
     data = search_spaces.get("mobile-zoo").to_dict()
     data["resolutions"], data["num_classes"] = [32], 10
