@@ -26,6 +26,8 @@ from nas.space import SearchSpace
 KINDS = ("mlp", "gbm", "ridge")
 PREDICTOR_FORMAT = "nas-accuracy-predictor"
 PREDICTOR_VERSION = 1
+#: Pairs from which the MLP stops early on a 10% validation split (sklearn needs 2 there).
+MLP_EARLY_STOPPING_MIN = 20
 
 
 def _regressor(kind: str, seed: int):
@@ -62,6 +64,8 @@ class AccuracyPredictor:
         self.archs, self.accuracies = list(archs), [float(a) for a in accuracies]
         y = np.asarray(self.accuracies)
         self._mean, self._scale = y.mean(), y.std() or 1.0
+        if self.kind == "mlp":  # early stopping holds out 10%: at least 2 pairs, else none
+            self.model.set_params(early_stopping=len(y) >= MLP_EARLY_STOPPING_MIN)
         self.model.fit(self.space.encode_many(self.archs), (y - self._mean) / self._scale)
         return self
 

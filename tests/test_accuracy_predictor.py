@@ -49,3 +49,13 @@ def test_bad_input_is_refused(tmp_path):
     (tmp_path / "x.json").write_text("{}")
     with pytest.raises(InputError, match="not a nas-accuracy-predictor"):
         AccuracyPredictor.load(tmp_path / "x.json", space)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_kind_fits_from_its_smallest_sample_up(kind):
+    """`nas search --warmup 2` fits the predictor on 2 measured archs: every kind must fit on
+    any count from the documented minimum (the MLP's early stopping needs 20 for its split)."""
+    space, archs, accuracy = _dataset(n=24)
+    for n in (2, 3, 10, 19, 20, 24):
+        predictor = AccuracyPredictor(space, kind).fit(archs[:n], accuracy[:n])
+        assert np.isfinite(predictor.predict(archs)).all(), (kind, n)
