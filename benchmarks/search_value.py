@@ -90,10 +90,13 @@ def main() -> None:
         run_jobs([train("supernet default s0", supernet, folder)], 1)
         if not args.profile:
             measure_profile(args, profile)
-    space = task_space(args)
+    import search_spaces
     from nas.deploy import Device
 
-    device = Device.open(profile, space)
+    space = task_space(args)
+    # the profile is of the declared space, as `nas search` opens it (the task's input
+    # channels and classes are the data's, not the declaration's)
+    device = Device.open(profile, search_spaces.get(args.space))
     budgets = args.latency_ms or default_budgets(space, device)
     plans = []
     for b, ms in enumerate(budgets):
