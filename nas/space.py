@@ -110,6 +110,11 @@ class SearchSpace:
     description: str = ""
     source: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """The declaration, without data derived from it and kept on the space (``nas.layers``
+        caches closures there): a space pickles, e.g. to build models in worker processes."""
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
     # ----------------------------------------------------------------- construction
 
     @classmethod

@@ -15,6 +15,8 @@ zero-argument callable that runs one inference, and describes the software it ru
             -> Callable[[], object]     # same, reusing a conversion made earlier for ``key``
         def timing_context(self) -> ContextManager   # entered around every timing loop
         def environment(self) -> dict                # library versions, threads, batch, ...
+        # optional: convert (key, build) pairs in ``jobs`` worker processes before timing
+        def convert_ahead(self, modules, jobs: int, progress: bool) -> None
 
 Three backends are registered: ``torch`` (eager, CPU, ``torch.inference_mode``; fp32 only),
 ``onnxruntime`` (CPU execution provider; the module is exported with the same settings as
@@ -297,29 +299,91 @@ def _cpu_model() -> str:
 
 class ConversionCache:
     """Converted models (bytes) and their inputs, kept for reuse across passes: in memory up to
-    ``limit`` bytes, beyond it in a temporary folder (removed with the cache)."""
+    ``limit`` bytes, beyond it in a temporary folder (removed with the cache).
+
+    :meth:`fill` converts many models ahead of timing in worker processes (lowering to an
+    ExecuTorch program takes seconds to a minute per model, and the conversions are independent);
+    :meth:`get` converts on first use in this process."""
 
     def __init__(self, suffix: str, limit: int = 1 << 29):
         self.suffix, self.limit = suffix, limit
         self._entries: dict[str, tuple[bytes | Path, Any]] = {}
         self._bytes = 0
         self._spill: tempfile.TemporaryDirectory | None = None
+        self._pool = None
 
     def get(self, key: str, convert: Callable[[], tuple[bytes, Any]]) -> tuple[bytes | Path, Any]:
         """The model stored under ``key``, converted by ``convert()`` (model, inputs) if new."""
         hit = self._entries.get(key)
         if hit is None:
-            data, inputs = convert()
-            stored: bytes | Path = data
-            if self._bytes + len(data) > self.limit:
-                if self._spill is None:
-                    self._spill = tempfile.TemporaryDirectory(prefix="nas-models-")
-                stored = Path(self._spill.name) / f"{len(self._entries)}{self.suffix}"
-                stored.write_bytes(data)
-            else:
-                self._bytes += len(data)
-            hit = self._entries[key] = (stored, inputs)
+            hit = self._store(key, *convert())
         return hit
+
+    def _store(self, key: str, data: bytes, inputs: Any) -> tuple[bytes | Path, Any]:
+        stored: bytes | Path = data
+        if self._bytes + len(data) > self.limit:
+            if self._spill is None:
+                self._spill = tempfile.TemporaryDirectory(prefix="nas-models-")
+            stored = Path(self._spill.name) / f"{len(self._entries)}{self.suffix}"
+            stored.write_bytes(data)
+        else:
+            self._bytes += len(data)
+        hit = self._entries[key] = (stored, inputs)
+        return hit
+
+    def fill(
+        self,
+        items: Sequence[tuple[str, Callable[[], tuple[bytes, Any]]]],
+        jobs: int,
+        progress: bool = False,
+    ) -> None:
+        """Convert the (key, convert) items not stored yet, ``jobs`` at a time in worker
+        processes (one torch thread each); each ``convert`` must pickle (a module-level function
+        or a ``functools.partial`` of one). With one job, or one item, nothing happens here:
+        :meth:`get` converts on first use. The workers stay up for later calls."""
+        todo = {key: convert for key, convert in items if key not in self._entries}
+        if jobs < 2 or len(todo) < 2:
+            return
+        from concurrent.futures import as_completed
+
+        from tqdm import tqdm
+
+        pool = self._workers(jobs)
+        futures = {pool.submit(convert): key for key, convert in todo.items()}
+        with tqdm(total=len(futures), desc="converting", disable=not progress, leave=False) as bar:
+            for future in as_completed(futures):
+                self._store(futures[future], *future.result())
+                bar.update(1)
+
+    def _workers(self, jobs: int):
+        import multiprocessing
+        import weakref
+        from concurrent.futures import ProcessPoolExecutor
+
+        if self._pool is None or self._pool[0] != jobs:
+            if self._pool is not None:
+                self._pool[1].shutdown()
+            pool = ProcessPoolExecutor(
+                jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread
+            )
+            weakref.finalize(self, pool.shutdown)
+            self._pool = (jobs, pool)
+        return self._pool[1]
+
+
+def convert_ahead(backend, modules: Sequence[tuple[str, Any]], jobs: int, progress: bool) -> None:
+    """Have ``backend`` convert the (key, build) ``modules`` in ``jobs`` worker processes before
+    they are timed, where its conversions are slow enough to have it (executorch)."""
+    ahead = getattr(backend, "convert_ahead", None)
+    if ahead is not None and jobs > 1:
+        ahead(modules, jobs, progress)
+
+
+def _one_thread() -> None:
+    """Conversion workers run side by side: one torch thread each."""
+    import torch
+
+    torch.set_num_threads(1)
 
 
 class TorchBackend:

@@ -97,6 +97,13 @@ def register(subparsers) -> None:
     p.add_argument("--device", help="name of the device (default: CPU model, backend, threads)")
     p.add_argument("--cpus", type=int, nargs="+", help="pin the process to these CPUs")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="executorch: worker processes lowering each chunk of kernels to programs ahead of timing, one "
+        "CPU each; nothing is timed while they run (default 1: lower each one when it is timed)",
+    )
     p.set_defaults(func=cmd_measure)
 
     p = sub.add_parser(
@@ -167,6 +174,13 @@ def register(subparsers) -> None:
         help="time the profile's calibration subnets again alongside and refit the overhead term "
         "on them (drift correction for machines whose speed changes between sessions)",
     )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="executorch: worker processes lowering the subnets to programs ahead of timing, one "
+        "CPU each; nothing is timed while they run (default 1: lower each one when it is timed)",
+    )
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("predict", help="predicted latency of archs")
@@ -227,7 +241,7 @@ def cmd_measure(args: argparse.Namespace) -> None:
     out = check_output_file(args.out)
     get_backend(args.backend, args.threads, args.batch, args.precision)  # bad settings first
     TimingProtocol(args.warmup, args.repeats, args.statistic, args.min_time_ms)
-    for option in ("passes", "prior_per_kind", "adaptive_batch"):
+    for option in ("passes", "prior_per_kind", "adaptive_batch", "jobs"):
         if getattr(args, option) < 1:
             name = "--" + option.replace("_", "-")
             raise DeviceCommandError(f"{name} {getattr(args, option)} must be at least 1")
@@ -253,6 +267,7 @@ def cmd_measure(args: argparse.Namespace) -> None:
         models=args.models,
         seed=args.seed,
         device=args.device,
+        jobs=args.jobs,
     )
     job = MeasurementJob(space, out, settings, log=lambda m: print(m, file=sys.stderr))
     profile = job.run()
@@ -339,6 +354,8 @@ def cmd_import_table(args: argparse.Namespace) -> None:
 def cmd_validate(args: argparse.Namespace) -> None:
     from predictors.validate import format_report, validate
 
+    if args.jobs < 1:
+        raise DeviceCommandError(f"--jobs {args.jobs} must be at least 1")
     predictor = _predictor(args.profile)
     out = Path(args.out or f"runs/validate-{Path(args.profile).stem}")
     report = validate(
@@ -349,6 +366,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
         resolutions=args.resolutions,
         repeatability=args.repeatability,
         recalibrate=args.recalibrate,
+        jobs=args.jobs,
     )
     print(format_report(report))
     print(f"report, per-subnet CSV and scatter plot in {out}")

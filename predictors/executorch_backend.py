@@ -7,7 +7,9 @@ quantizes it when the precision is ``int8`` (PT2E, ``XNNPACKQuantizer``: symmetr
 weights, static activations calibrated on the inputs and a few random draws like them), lowers
 it with ``to_edge_transform_and_lower(partitioner=[XnnpackPartitioner()])`` and loads the
 program; the runner calls its ``forward`` once. Lowering takes seconds, so programs are cached
-per key across passes (:class:`~predictors.backends.ConversionCache`). ``threads`` sizes ExecuTorch's thread pool, which XNNPACK runs on.
+per key across passes (:class:`~predictors.backends.ConversionCache`), and ``convert_ahead``
+lowers many in worker processes before they are timed (``--jobs`` of ``nas device measure`` and
+``validate``). ``threads`` sizes ExecuTorch's thread pool, which XNNPACK runs on.
 
 The same functions lower and load the ``.pte`` files of ``nas extract --format executorch``.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +136,21 @@ def quantize_module(
         return convert_pt2e(prepared)
 
 
+def precision_program(precision: str, module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> bytes:
+    """``module`` lowered at ``precision`` (fp32, or int8 through :func:`quantize_module`)."""
+    module = module.eval()
+    if precision == "int8":
+        module = quantize_module(module, inputs)
+    return program_bytes(module, inputs)
+
+
+def _convert(precision: str, build) -> tuple[bytes, tuple[torch.Tensor, ...]]:
+    """The program of the module ``build()`` makes, and its inputs (a worker can run it)."""
+    module, inputs = build()
+    inputs = tuple(inputs)
+    return precision_program(precision, module, inputs), inputs
+
+
 class ExecuTorchBackend:
     """ExecuTorch with the XNNPACK delegate, on this machine's CPU."""
 
@@ -143,12 +161,6 @@ class ExecuTorchBackend:
         require_installed("executorch")
         self.threads, self.batch, self.precision = threads, batch, precision
         self._cache = ConversionCache(".pte")
-
-    def _program(self, module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> bytes:
-        module = module.eval()
-        if self.precision == "int8":
-            module = quantize_module(module, inputs)
-        return program_bytes(module, inputs)
 
     def _runner(self, data: bytes | Path, inputs: tuple[torch.Tensor, ...]) -> Runner:
         program = Program(data, self.threads)
@@ -161,14 +173,16 @@ class ExecuTorchBackend:
 
     def prepare(self, module, inputs) -> Runner:
         inputs = tuple(inputs)
-        return self._runner(self._program(module, inputs), inputs)
+        return self._runner(precision_program(self.precision, module, inputs), inputs)
 
     def prepare_cached(self, key: str, build) -> Runner:
-        def convert() -> tuple[bytes, tuple[torch.Tensor, ...]]:
-            module, inputs = build()
-            return self._program(module, tuple(inputs)), tuple(inputs)
+        return self._runner(*self._cache.get(key, partial(_convert, self.precision, build)))
 
-        return self._runner(*self._cache.get(key, convert))
+    def convert_ahead(self, modules: Sequence[tuple[str, Any]], jobs: int, progress: bool) -> None:
+        """Lower the (key, build) ``modules`` not cached yet in ``jobs`` worker processes (each
+        ``build`` must pickle); :meth:`prepare_cached` then finds them ready."""
+        items = [(key, partial(_convert, self.precision, build)) for key, build in modules]
+        self._cache.fill(items, jobs, progress)
 
     def timing_context(self):
         return contextlib.nullcontext()

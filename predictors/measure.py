@@ -28,6 +28,7 @@ import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,13 @@ from nas.arch import Arch
 from nas.errors import InputError
 from nas.layers import slots
 from nas.space import SearchSpace
-from predictors.backends import Timing, TimingProtocol, get_backend, time_runners
+from predictors.backends import (
+    Timing,
+    TimingProtocol,
+    convert_ahead,
+    get_backend,
+    time_runners,
+)
 from predictors.kernels import FusionRule, FusionRules, KernelSpec, fusion_candidates
 from predictors.positions import position_layers
 from predictors.profile import DeviceProfile, KernelRecord, Measurement, ModelRecord
@@ -87,6 +94,7 @@ class MeasureSettings:
     seed: int = 0
     device: str | None = None
     rewarm: bool = True
+    jobs: int = 1  # worker processes converting kernels ahead of timing (executorch)
 
     def protocol(self) -> TimingProtocol:
         return TimingProtocol(
@@ -245,18 +253,21 @@ class MeasurementJob:
     # ----------------------------------------------------------------- timing
 
     def _time(self, modules: Sequence[tuple[str, Callable[[], tuple[Any, tuple]]]]) -> list[Timing]:
-        """Time (cache key, module builder) pairs round-robin."""
+        """Time (cache key, module builder) pairs round-robin (converted first by
+        ``settings.jobs`` worker processes where the backend converts slowly)."""
+        convert_ahead(self.backend, modules, self.settings.jobs, self.progress)
         runners = [self.backend.prepare_cached(key, build) for key, build in modules]
         return time_runners(runners, self.protocol, self.backend.timing_context())
 
     def _model(self, arch: Arch, batch: int):
-        seed = self.settings.seed
-        return arch.to_json(), lambda: model_runner_inputs(self.space, arch, batch, seed)
+        return arch.to_json(), partial(
+            model_runner_inputs, self.space, arch, batch, self.settings.seed
+        )
 
     def _kernel(self, spec: KernelSpec):
         from predictors.modules import kernel_module
 
-        return spec.key, lambda: kernel_module(spec, self.settings.batch)
+        return spec.key, partial(kernel_module, spec, self.settings.batch)
 
     def _checkpoint(self, profile: DeviceProfile) -> None:
         self._save(profile)

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import random
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import numpy as np
 from nas.arch import Arch
 from nas.errors import InputError
 from nas.runs import replace_atomic, write_atomic
-from predictors.backends import TimingProtocol, get_backend, time_runners
+from predictors.backends import TimingProtocol, convert_ahead, get_backend, time_runners
 from predictors.latency import LatencyPredictor
 from predictors.measure import model_runner_inputs
 
@@ -86,8 +87,11 @@ def measure_archs(
     progress: bool = True,
     seed: int = 0,
     backend=None,
+    jobs: int = 1,
 ) -> np.ndarray:
-    """End-to-end times (ms) of ``archs`` on the profile's backend with the profile's protocol."""
+    """End-to-end times (ms) of ``archs`` on the profile's backend with the profile's protocol
+    (every arch converted first, by ``jobs`` worker processes where the backend converts slowly:
+    nothing is timed while they run)."""
     from tqdm import tqdm
 
     profile = predictor.profile
@@ -101,6 +105,14 @@ def measure_archs(
         rewarm=bool(settings.get("rewarm", False)),  # profiles from before it: as they were timed
     )
     passes = int(settings.get("passes", 1))
+    modules = [
+        (
+            f"validate:{i}:{arch.to_json()}",
+            partial(model_runner_inputs, predictor.space, arch, backend.batch, seed + i),
+        )
+        for i, arch in enumerate(archs)
+    ]
+    convert_ahead(backend, modules, jobs, progress)
     best = np.full(len(archs), np.inf)
     bar = tqdm(total=len(archs) * passes, desc="subnets", disable=not progress, leave=False)
     for p in range(passes):
@@ -108,15 +120,7 @@ def measure_archs(
         random.Random(seed * 1000 + p).shuffle(order)
         for start in range(0, len(order), chunk):
             part = order[start : start + chunk]
-            runners = [
-                backend.prepare_cached(
-                    f"validate:{i}:{archs[i].to_json()}",
-                    lambda i=i: model_runner_inputs(
-                        predictor.space, archs[i], backend.batch, seed + i
-                    ),
-                )
-                for i in part
-            ]
+            runners = [backend.prepare_cached(*modules[i]) for i in part]
             for i, timing in zip(
                 part, time_runners(runners, protocol, backend.timing_context()), strict=True
             ):
@@ -146,6 +150,7 @@ def validate(
     progress: bool = True,
     repeatability: bool = False,
     recalibrate: bool = False,
+    jobs: int = 1,
 ) -> dict[str, Any]:
     """Validate ``predictor`` on ``n`` random subnets; write the report files into ``out``.
 
@@ -157,6 +162,9 @@ def validate(
     With ``recalibrate`` the profile's calibration subnets are timed again, shuffled in among the
     validation subnets, and the overhead term is refitted on them before predicting (see
     :meth:`LatencyPredictor.recalibrated`); the report keeps the figures without it too.
+
+    ``jobs`` worker processes convert the subnets before any is timed (executorch: lowering a
+    subnet takes far longer than timing it).
     """
     from predictors.backends import backend_names
 
@@ -177,11 +185,13 @@ def validate(
             raise InputError("the profile has no whole-model measurements to recalibrate on")
     timed = archs + calibration
     backend = profile_backend(predictor)
-    measured = measure_archs(predictor, timed, progress=progress, seed=seed, backend=backend)
+    measured = measure_archs(
+        predictor, timed, progress=progress, seed=seed, backend=backend, jobs=jobs
+    )
     again = None
     if repeatability:
         second = measure_archs(
-            predictor, timed, progress=progress, seed=seed + 7919, backend=backend
+            predictor, timed, progress=progress, seed=seed + 7919, backend=backend, jobs=jobs
         )
         ratio = second / measured
         agreement = ratio / np.median(ratio) - 1

@@ -624,6 +624,19 @@ def case_search_on_an_unknown_device(w, d):
 
 
 @case("options")
+def case_measure_with_no_workers(w, d):
+    argv = ["device", "measure", "--backend", "torch", "--space", "tiny.yaml", "--jobs", "0"]
+    return Bad([*argv, "--out", "p.json"], ["--jobs 0", "at least 1"])
+
+
+@case("options")
+def case_validate_with_no_workers(w, d):
+    return Bad(
+        ["device", "validate", "--profile", "a.json", "--jobs", "0"], ["--jobs 0", "at least 1"]
+    )
+
+
+@case("options")
 def case_sample_no_archs(w, d):
     return Bad(["sample", "--space", "hybrid-tiny", "-n", "0"], ["-n 0", "at least 1"])
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import random
 import signal
 import subprocess
 import time
@@ -196,3 +197,60 @@ def test_each_timed_call_follows_a_call_of_the_same_runner():
     calls.clear()
     time_runners(runners, TimingProtocol(warmup=1, repeats=4, min_time_ms=0.0, rewarm=False))
     assert calls[3:] == ["a", "b", "c"] * 4
+
+
+def test_the_builders_sent_to_worker_processes_pickle_and_build_the_same_modules(tiny_space):
+    """``--jobs`` pickles each (space, arch) model builder and kernel builder to a worker: they
+    must pickle after the space has served models (it caches closures), and build there the
+    module and inputs this process would time (a model seeded as exported: the same weights;
+    a kernel: the same shapes, its weights are random draws)."""
+    import pickle
+    from functools import partial
+
+    import torch
+
+    from predictors.measure import MeasurementJob, model_runner_inputs
+
+    def shapes(module, inputs):
+        return [(k, v.shape) for k, v in module.state_dict().items()], [t.shape for t in inputs]
+
+    arch = tiny_space.sample(random.Random(0))
+    model_runner_inputs(tiny_space, arch, 1, 0)  # fills the space's caches
+    job = MeasurementJob(tiny_space, "unused.json", MeasureSettings(backend="torch"))
+    spec = enumerate_kernels(tiny_space, FusionRules(), (8,))[-1]
+    for (_, build), same_weights in [(job._model(arch, 2), True), (job._kernel(spec), False)]:
+        assert isinstance(build, partial)
+        (module, inputs), (module2, inputs2) = build(), pickle.loads(pickle.dumps(build))()
+        assert shapes(module, inputs) == shapes(module2, inputs2)
+        state, state2 = module.state_dict(), module2.state_dict()
+        assert same_weights == all(torch.equal(state[k], state2[k]) for k in state)
+        assert same_weights == all(torch.equal(a, b) for a, b in zip(inputs, inputs2, strict=True))
+
+
+@pytest.mark.slow  # two worker processes import ExecuTorch and lower: about a minute on two cores
+def test_executorch_programs_lowered_by_worker_processes_are_the_ones_lowered_here(tiny_space):
+    """``--jobs``: subnets and kernels lowered ahead in worker processes (the space and builders
+    pickled to them) are the programs the process itself would time: same bytes, same inputs."""
+    from functools import partial
+
+    import torch
+
+    from predictors.executorch_backend import ExecuTorchBackend, precision_program
+    from predictors.measure import model_runner_inputs
+
+    archs = [dataclasses.replace(tiny_space.min_arch(), resolution=8)]
+    archs.append(dataclasses.replace(archs[0], stem=dataclasses.replace(archs[0].stem, width=8)))
+    modules = [(a.to_json(), partial(model_runner_inputs, tiny_space, a, 1, 3)) for a in archs]
+    backend = ExecuTorchBackend()
+    backend.convert_ahead(modules, jobs=2, progress=False)
+
+    def not_again():
+        raise AssertionError("a program converted ahead was converted again")
+
+    for key, build in modules:
+        module, inputs = build()
+        data, stored_inputs = backend._cache._entries[key]
+        assert data == precision_program("fp32", module, inputs)
+        assert all(torch.equal(a, b) for a, b in zip(stored_inputs, inputs, strict=True))
+        runner = backend.prepare_cached(key, not_again)
+        assert torch.allclose(runner()[0], module(*inputs), atol=1e-5)
