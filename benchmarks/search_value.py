@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from supernet_ranking import supernet_config, task_space
+from supernet_ranking import WIDE_SPACE, supernet_config, task_space
 from training_protocol import (
     REPO,
     Job,
@@ -53,7 +53,7 @@ def main() -> None:
         epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_protocol_options(parser, "hybrid-tiny")
+    add_protocol_options(parser, str(WIDE_SPACE))
     parser.add_argument(
         "--supernet-steps", type=int, default=1200, help="supernet steps (default 1200)"
     )
