@@ -489,7 +489,7 @@ class LatencyPredictor:
         (:meth:`KernelModel.ms_many`: the unmeasured ones regressed in one batch per kind)."""
         found = [costs[u] for u in units]
         mparams = sum(self.scheme.params(u) for u in units) / 1e6
-        raw = sum(ms - self.baseline for ms, _ in found)
+        raw = sum(self._net(ms) for ms, _ in found)
         return raw, len(units), mparams, any(regressed for _, regressed in found)
 
     def predict_arch(self, arch: Arch) -> float:
@@ -498,7 +498,7 @@ class LatencyPredictor:
         self.space.validate(arch)
         self._check_resolutions(self._indexer.indices([arch]))
         raw, count, mparams, _ = self._raw(arch)
-        return float(self.overhead.apply(raw, count, mparams))
+        return max(float(self.overhead.apply(raw, count, mparams)), self.baseline)
 
     def breakdown(self, arch: Arch) -> list[dict[str, Any]]:
         """Per kernel (or table block) of ``arch``: layer, kind, ms (as measured alone), its
@@ -527,14 +527,17 @@ class LatencyPredictor:
                 )
         return rows
 
+    def _net(self, ms: float) -> float:
+        """A kernel's time net of the baseline (an invocation that does no work); a regressed or
+        noisy kernel below the baseline does no work, rather than negative work."""
+        return max(ms - self.baseline, 0.0)
+
     def _share(self, unit: Any, ms: float) -> float:
         """A kernel's part of a whole-model prediction: its time net of the baseline, scaled,
         plus its per-kernel and per-parameter overhead."""
         o = self.overhead
         return (
-            o.scale * (ms - self.baseline)
-            + o.per_kernel
-            + o.per_mparam * self.scheme.params(unit) / 1e6
+            o.scale * self._net(ms) + o.per_kernel + o.per_mparam * self.scheme.params(unit) / 1e6
         )
 
     # ----------------------------------------------------------------- vectorised path
@@ -608,7 +611,10 @@ class LatencyPredictor:
                 [[c.regressed for c in compiled]],
             )
         values, flags = self._stacked.lookup(np.asarray(index))
-        return self.overhead.constant + values.sum(axis=1), flags.any(axis=1)
+        # a model takes at least one invocation: an overhead fit extrapolated below its smallest
+        # calibration model must not predict less (or a negative time)
+        total = np.maximum(self.overhead.constant + values.sum(axis=1), self.baseline)
+        return total, flags.any(axis=1)
 
     def _check_resolutions(self, index: np.ndarray) -> None:
         bad = ~self._resolution_ok[index[:, 0]] if len(index) else np.zeros(0, dtype=bool)

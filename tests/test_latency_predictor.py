@@ -141,6 +141,24 @@ def test_unmeasured_kernels_are_regressed_alike_on_both_paths(tiny_space):
     assert np.median(np.abs(fast - complete) / complete) < 0.2
 
 
+def test_kernels_timed_or_regressed_below_the_baseline_never_make_a_latency_negative(tiny_space):
+    """A sampled profile on a noisy machine: kernels at or below the cost of an empty invocation
+    (the baseline) and whole models fitted by a negative constant. Every prediction stays at
+    least one invocation, alike on both paths (they had summed to negative milliseconds)."""
+    profile = synthetic_profile(tiny_space, drop_every=3)
+    for record in list(profile.kernels.values())[::2]:
+        ms = BASELINE_MS * 0.5
+        record.measurement = Measurement([Timing(ms, ms, ms, ms, ms, 5)])
+    for model in profile.models:
+        model.measurement = Measurement([Timing.exact(0.004)])
+    predictor = LatencyPredictor(tiny_space).fit(profile)
+    archs = _archs(tiny_space, 40, seed=3) + [tiny_space.min_arch(), tiny_space.max_arch()]
+    fast = predictor.predict(archs)
+    slow = np.array([predictor.predict_arch(a) for a in archs])
+    np.testing.assert_allclose(fast, slow, rtol=1e-9)
+    assert (fast >= BASELINE_MS).all()
+
+
 def test_profile_json_round_trip(tmp_path, tiny_space, tiny_profile):
     path = tmp_path / "profile.json"
     predictor = LatencyPredictor(tiny_space).fit(tiny_profile)
