@@ -88,6 +88,19 @@ def run_nas(
     return done
 
 
+def run_benchmark(name: str, *argv: str) -> subprocess.CompletedProcess:
+    """Run ``benchmarks/NAME.py`` as its docstring says (from the repository root, with the
+    repository importable) and return the finished process (text output)."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    script = REPO_ROOT / "benchmarks" / f"{name}.py"
+    return subprocess.run(
+        [sys.executable, str(script), *argv], capture_output=True, text=True, env=env, cwd=REPO_ROOT
+    )
+
+
 @pytest.fixture(scope="session")
 def readme_flow(tmp_path_factory):
     """The README's commands, run on demand in one fresh folder (``readme_commands``)."""

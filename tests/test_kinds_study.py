@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 
 import search_spaces
 from nas.arch import Arch
 from nas.graph import count
-from tests.conftest import REPO_ROOT
-
-SCRIPT = REPO_ROOT / "benchmarks" / "block_kinds.py"
+from tests.conftest import run_benchmark
 
 
 def study(*argv: str) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *argv], capture_output=True, text=True, env=env, cwd=REPO_ROOT
-    )
+    return run_benchmark("block_kinds", *argv)
 
 
 def test_quick_study_writes_table_json_png_at_equal_macs_and_resumes(tmp_path):

@@ -4,31 +4,16 @@ on the tiny space and the embedded digits into fresh folders (the figures come f
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import yaml
-from conftest import TINY_SPACE
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import TINY_SPACE, run_benchmark
 
 SMALL = [
     *["--data", "digits", "--train-images", "1200", "--batch-size", "8"],
     *["--standalone-steps", "4", "--supernet-steps", "8", "--eval-limit", "40", "--seeds", "0,1"],
 ]
-
-
-def benchmark(name: str, *argv: str) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    script = REPO_ROOT / "benchmarks" / f"{name}.py"
-    return subprocess.run(
-        [sys.executable, str(script), *argv], capture_output=True, text=True, env=env, cwd=REPO_ROOT
-    )
 
 
 @pytest.mark.slow  # a supernet, 8 standalone trainings, a profile and two searches: minutes
@@ -38,7 +23,7 @@ def test_ranking_then_search_value_write_their_figures_and_resume(tmp_path):
     ranking = tmp_path / "ranking"
     argv = [*SMALL, "--space", str(space), "--archs", "4", "--levels", "2"]
     argv += ["--predictor-archs", "6", "--resamples", "50", "--out", str(ranking)]
-    done = benchmark("supernet_ranking", *argv)
+    done = run_benchmark("supernet_ranking", *argv)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((ranking / "ranking.json").read_text())
     assert summary["complete"] and (ranking / "ranking.png").stat().st_size > 0
@@ -47,13 +32,13 @@ def test_ranking_then_search_value_write_their_figures_and_resume(tmp_path):
     low, high = run["ranking"]["kendall_tau_ci"]
     assert -1 <= low <= run["ranking"]["kendall_tau"] <= high <= 1
     assert set(run["predictors"]) >= {"mlp", "gbm", "ridge"}
-    again = benchmark("supernet_ranking", *argv)  # every job finished: nothing is trained again
+    again = run_benchmark("supernet_ranking", *argv)  # every job finished: nothing is trained again
     assert again.returncode == 0 and "standalone a00 s0:" not in again.stdout + again.stderr
 
     value = tmp_path / "value"
     argv = [*SMALL, "--space", str(space), "--supernets", str(ranking / "supernets")]
     argv += ["--random", "1", "--evaluations", "6", "--out", str(value)]
-    done = benchmark("search_value", *argv)
+    done = run_benchmark("search_value", *argv)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((value / "search_value.json").read_text())
     assert summary["complete"] and (value / "search_value.png").stat().st_size > 0
