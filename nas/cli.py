@@ -521,7 +521,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     space_help = "built-in space name (see `nas spaces`) or path to a space YAML file"
 
-    p = sub.add_parser("spaces", help="list the built-in search spaces and their sizes")
+    p = sub.add_parser(
+        "spaces",
+        help="list the built-in search spaces and their sizes",
+        description="List the built-in search spaces: number of archs, stages, input "
+        "resolutions and what each is for. Any command's --space also takes a space YAML file "
+        "of your own (README, 'Declaring a search space').",
+    )
     p.set_defaults(func=cmd_spaces)
 
     p = sub.add_parser(
@@ -535,7 +541,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_presets)
 
-    p = sub.add_parser("sample", help="sample random archs as JSON lines with MACs and params")
+    p = sub.add_parser(
+        "sample",
+        help="sample random archs as JSON lines with MACs and params",
+        description="Print random archs of a space, one JSON document per line with its MACs "
+        "and parameters: arch sources for `nas inspect`, `nas device predict`, `nas extract "
+        "--arch FILE:N` and `nas train --sampler fixed --arch`.",
+    )
     p.add_argument("--space", help=space_help + " (required unless --preset)")
     p.add_argument(
         "--preset",
@@ -551,7 +563,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_sample)
 
-    p = sub.add_parser("inspect", help="per-stage table of an arch: shapes, MACs, params")
+    p = sub.add_parser(
+        "inspect",
+        help="per-stage table of an arch: shapes, MACs, params",
+        description="Print an arch stage by stage: block kind, depth, width and choices, output "
+        "shape, MACs and parameters; the arch is checked against its space first.",
+    )
     p.add_argument("arch", help=ARCH_SOURCE_HELP)
     p.add_argument("--space", help=space_help + " (default: the arch's own space)")
     p.set_defaults(func=cmd_inspect)
@@ -737,7 +754,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--torch-device", default="cpu", help="cpu or cuda (default cpu)")
     p.set_defaults(func=cmd_search)
 
-    p = sub.add_parser("demo", help="run the main job end to end on the embedded data set")
+    p = sub.add_parser(
+        "demo",
+        help="run the main job end to end on the embedded data set",
+        description="Run the main job as the nas commands a user would type, on scikit-learn's "
+        "digits and the hybrid-tiny space: train a supernet, measure an ONNX Runtime latency "
+        "profile of this machine, search under a latency budget, extract the winner to ONNX "
+        "with its card, and write the space's trade-off study. Every step writes into --out "
+        "and resumes when the demo is run again.",
+    )
     p.add_argument("--out", default="runs/demo", help="run folder (default runs/demo)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--epochs", type=int, help="supernet epochs (default 10; 1 with --quick)")

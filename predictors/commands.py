@@ -28,7 +28,17 @@ def register(subparsers) -> None:
     sub = device.add_subparsers(dest="device_command", required=True, metavar="SUBCOMMAND")
     space_help = "built-in space name or path to a space YAML file"
 
-    p = sub.add_parser("measure", help="measure a profile on this machine (resumable)")
+    p = sub.add_parser(
+        "measure",
+        help="measure a profile on this machine (resumable)",
+        description="Measure a latency profile of SPACE on this machine with one backend: the "
+        "cost of an empty invocation, the fusion rules of the backend (which neighbouring "
+        "operators run as one kernel), every kernel configuration of the space (or, beyond "
+        "--max-exact, a sample plus per-kind regressors refined where they miss), and whole "
+        "models for the per-model overhead. The profile JSON is written as each step completes: "
+        "kill the command at any moment and run it again to resume. `nas search --device-profile "
+        "OUT` then predicts latency from it; `nas device validate --profile OUT` checks it.",
+    )
     p.add_argument(
         "--backend",
         required=True,
@@ -109,6 +119,10 @@ def register(subparsers) -> None:
     p = sub.add_parser(
         "export-suite",
         help="write every kernel to measure as ONNX files or ExecuTorch programs, for a phone",
+        description="Write the kernels of SPACE (and a few whole models for the overhead fit) "
+        "as files a phone can time, with a manifest and a README saying how. Time them on the "
+        "device (onnxruntime_perf_test, executor_runner or the Android benchmark app), write a "
+        "CSV of name,ms, and build the phone's profile with `nas device import`.",
     )
     p.add_argument("--space", required=True, help=space_help)
     p.add_argument("--out", required=True, help="output folder")
@@ -135,6 +149,9 @@ def register(subparsers) -> None:
     p = sub.add_parser(
         "time-suite",
         help="time a suite here with ONNX Runtime or ExecuTorch (a phone stand-in)",
+        description="Time every file of a suite written by `nas device export-suite` on this "
+        "machine and write the name,ms CSV that `nas device import` reads: the same path a "
+        "phone's timings take, run here.",
     )
     p.add_argument("suite", help="folder written by export-suite")
     p.add_argument("--out", required=True, help="timings CSV to write")
@@ -142,7 +159,12 @@ def register(subparsers) -> None:
     p.add_argument("--repeats", type=int, default=30, help="timed runs (default 30)")
     p.set_defaults(func=cmd_time_suite)
 
-    p = sub.add_parser("import", help="build a profile from a suite and the device's timings CSV")
+    p = sub.add_parser(
+        "import",
+        help="build a profile from a suite and the device's timings CSV",
+        description="Build a device profile from a suite (`nas device export-suite`) and the "
+        "CSV of its timings on the device (columns name, ms; one row per suite file).",
+    )
     p.add_argument("suite", help="folder written by export-suite")
     p.add_argument("timings", help="CSV with columns name, ms")
     p.add_argument("--out", required=True, help="profile JSON to write")
@@ -151,13 +173,27 @@ def register(subparsers) -> None:
     p.add_argument("--threads", type=int, default=1, help="threads it was timed with (default 1)")
     p.set_defaults(func=cmd_import)
 
-    p = sub.add_parser("import-table", help="a profile from a published latency table")
+    p = sub.add_parser(
+        "import-table",
+        help="a profile from a published latency table",
+        description="Build a profile from a published per-block latency table: pixel4 "
+        "(ElasticViT's Pixel 4 table, for the elasticvit space) or note10 (Once-for-All's "
+        "Note10 tables, for the ofa-mbv3 space).",
+    )
     p.add_argument("table", choices=["pixel4", "note10"], help="which table")
     p.add_argument("path", help="pixel4: pixel4_lut.json; note10: folder of *_lookup_table.yaml")
     p.add_argument("--out", required=True, help="profile JSON to write")
     p.set_defaults(func=cmd_import_table)
 
-    p = sub.add_parser("validate", help="predicted vs measured latency of random subnets")
+    p = sub.add_parser(
+        "validate",
+        help="predicted vs measured latency of random subnets",
+        description="Time N random subnets of the profile's space end to end with the "
+        "profile's backend, threads and batch on this machine, and compare them with the "
+        "profile's predictions: RMSE, MAPE, share within 5% and 10%, Spearman, bias and the "
+        "worst error, plus a per-subnet CSV and a scatter plot in --out. Only meaningful on the "
+        "machine the profile was measured on (use --recalibrate when its speed drifts).",
+    )
     p.add_argument("--profile", required=True, help="profile JSON")
     p.add_argument("--n", type=int, default=100, help="number of subnets (default 100)")
     p.add_argument("--out", help="report folder (default runs/validate-<profile name>)")
@@ -183,7 +219,12 @@ def register(subparsers) -> None:
     )
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("predict", help="predicted latency of archs")
+    p = sub.add_parser(
+        "predict",
+        help="predicted latency of archs",
+        description="Print the latency the profile predicts for each arch (with --breakdown, "
+        "per kernel).",
+    )
     p.add_argument("--profile", required=True, help="profile JSON")
     p.add_argument(
         "--arch",
@@ -196,7 +237,12 @@ def register(subparsers) -> None:
     p.add_argument("--breakdown", action="store_true", help="print per-kernel times")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("info", help="summary of a profile")
+    p = sub.add_parser(
+        "info",
+        help="summary of a profile",
+        description="Print a profile's device, backend, space, measurement settings, counts of kernels "
+        "and whole models measured, fusion rules and the fitted overhead term.",
+    )
     p.add_argument("--profile", required=True, help="profile JSON")
     p.set_defaults(func=cmd_info)
 

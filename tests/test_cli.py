@@ -176,3 +176,28 @@ def test_console_script_help_and_usage_errors():
         assert command in help_text
     missing = subprocess.run([*exe, "extract"], capture_output=True, text=True)
     assert missing.returncode == 2 and "--arch" in missing.stderr
+
+
+def _subcommands(parser, path=()):
+    """Every leaf command of an argparse parser, as (path, parser)."""
+    import argparse
+
+    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not actions:
+        yield path, parser
+        return
+    for name, child in actions[0].choices.items():
+        yield from _subcommands(child, (*path, name))
+
+
+def test_every_command_explains_itself_in_its_help():
+    from nas.cli import build_parser
+
+    commands = dict(_subcommands(build_parser()))
+    assert ("device", "validate") in commands and ("train",) in commands
+    for path, parser in commands.items():
+        text = parser.format_help()
+        assert parser.description and len(parser.description) > 40, f"nas {' '.join(path)}"
+        assert "%%" not in text, f"nas {' '.join(path)} --help shows a doubled %"
+        undocumented = [a.dest for a in parser._actions if not a.help and a.dest != "help"]
+        assert not undocumented, f"nas {' '.join(path)}: options without help {undocumented}"
