@@ -150,6 +150,7 @@ def ray_cluster(
             num_cpus=num_cpus or workers,
             include_dashboard=False,
             logging_level=logging.WARNING,
+            logging_config=ray.LoggingConfig(log_level="ERROR"),
         )
     try:
         _require_cpus(workers, f"the Ray cluster at {address}" if address else "local Ray")

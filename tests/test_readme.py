@@ -15,6 +15,7 @@ import re
 import shlex
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -618,6 +619,9 @@ def test_readme_command_does_what_the_readme_says(command, readme_flow):
     outcome = readme_flow.run(command)
     assert outcome.returncode == 0, outcome.explain()
     check(readme_flow, outcome.stdout)
+    lines = Counter(line.strip() for line in outcome.stderr.splitlines() if line.strip())
+    repeated = [(line, n) for line, n in lines.most_common(3) if n > 5]
+    assert not repeated, f"`{command}` repeats a message on stderr: {repeated}"
 
 
 def test_the_readme_lists_the_commands_this_test_knows():
