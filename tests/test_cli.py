@@ -201,3 +201,15 @@ def test_every_command_explains_itself_in_its_help():
         assert "%%" not in text, f"nas {' '.join(path)} --help shows a doubled %"
         undocumented = [a.dest for a in parser._actions if not a.help and a.dest != "help"]
         assert not undocumented, f"nas {' '.join(path)}: options without help {undocumented}"
+
+
+def test_commands_that_need_no_model_start_without_importing_torch():
+    """`nas --help`, `nas spaces` and `nas sample` answer in a second: torch (2 s to import) is
+    imported only by the commands that build models."""
+    code = (
+        "import sys; from nas.cli import main; "
+        "main(['spaces']); main(['sample', '--space', 'hybrid-tiny', '--seed', '0']); "
+        "print('torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "False"

@@ -18,12 +18,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import torch
 
 from nas.errors import InputError
+
+if TYPE_CHECKING:  # torch is imported by the formats that use it, not by `nas --help`
+    import torch
 
 
 class ExportError(InputError):
