@@ -1,10 +1,10 @@
 """The end-to-end demo on the embedded default: what ``make demo`` runs.
 
 It is the sequence of ``nas`` commands a user would type, on scikit-learn's digits and the
-``hybrid-tiny`` space: train a supernet with CAS+PAS, measure an ONNX Runtime latency profile of
-this machine, search under a latency budget, extract the winner to ONNX with its card, then
-measure a quick eager-PyTorch profile and write the space's trade-off study on both backends.
-Every step writes into the demo folder and resumes when the demo is run again.
+``hybrid-tiny`` space: train a supernet with ``nas train``'s default recipe, measure an ONNX
+Runtime latency profile of this machine, search under a latency budget, extract the winner to ONNX
+with its card, then measure a quick eager-PyTorch profile and write the space's trade-off study on
+both backends. Every step writes into the demo folder and resumes when the demo is run again.
 
 The quick demo (``nas demo --quick``, or ``NAS_DEMO_QUICK=1`` in the environment, as in
 ``NAS_DEMO_QUICK=1 make demo``) runs the same steps at a size for checking that they work: one
@@ -18,6 +18,8 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from nas.train.config import CONFIG_FILE
 
 DEMO_SPACE = "hybrid-tiny"
 QUICK_ENV = "NAS_DEMO_QUICK"
@@ -112,18 +114,19 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     run, profile = out / "supernet", out / "onnxruntime_profile.json"
+    # A demo folder from an earlier version resumes with the options its run was started with.
+    earlier = ["--config", str(run / CONFIG_FILE)] if (run / CONFIG_FILE).is_file() else []
     _step(
-        "train a hybrid-tiny supernet on digits with complexity- and performance-aware sampling",
+        "train a hybrid-tiny supernet on digits (nas train's default recipe)",
         [
             "train",
+            *earlier,
             "--space",
             DEMO_SPACE,
             "--data",
             "digits",
             "--epochs",
             str(epochs),
-            "--sampler",
-            "cas+pas",
             "--seed",
             str(seed),
             "--out",

@@ -156,3 +156,34 @@ def test_imported_tables_predict_as_before(tmp_path, shared_data):
     assert main(["device", "import-table", "note10", str(folder), "--out", str(note10)]) == 0
     _check_predictions(note10, "ofa-mbv3", EXPECTED["note10"])
     _check_predictions(note10, "ofa-mbv3", EXPECTED["note10_regressed"])
+
+
+class _FirstStepOnly(Exception):
+    pass
+
+
+def test_a_demo_folder_trained_with_the_former_default_sampler_resumes(tmp_path, monkeypatch):
+    """`nas train`'s default sampler changed (cas+pas -> uniform): a demo folder written before
+    resumes with its run's own options instead of stopping at 'holds a run with other options'."""
+    from nas import demo
+    from nas.supernet.checkpoint import read_checkpoint
+    from nas.train.config import CONFIG_FILE, read_config
+
+    run = tmp_path / "demo" / "supernet"
+    former = ["--sampler", "cas+pas", "--seed", "0", *demo.QUICK.train, "--max-steps", "1"]
+    assert (
+        main(["train", "--space", demo.DEMO_SPACE, "--epochs", "1", *former, "--out", str(run)])
+        == 0
+    )
+    steps = []
+
+    def first_step_only(title, argv):
+        steps.append(argv)
+        raise _FirstStepOnly
+
+    monkeypatch.setattr(demo, "_step", first_step_only)
+    with pytest.raises(_FirstStepOnly):
+        demo.run_demo(tmp_path / "demo", quick=True)
+    assert main([*steps[0], "--max-steps", "2"]) == 0  # the demo's own training step, resumed
+    assert read_config(run / CONFIG_FILE).sampler == "cas+pas"
+    assert read_checkpoint(run / "last.pt")["step"] == 2

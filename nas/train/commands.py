@@ -24,10 +24,13 @@ Train the weight-sharing supernet of a search space on an image classification d
 
 Each step trains several subnets on one mini-batch and accumulates their gradients. With
 distillation on, the largest subnet is trained first on the labels and the others learn from its
-output. Samplers: uniform; sandwich (largest + smallest + random); cas (ElasticViT's
-complexity-aware sampling: the target complexity level moves by at most one level per step);
-cas+pas (performance-aware sampling on top: per-level banks of subnets that score well); fixed
-(one arch alone, a standalone baseline).
+output. Samplers: uniform (the default); sandwich (largest + smallest + random); cas
+(ElasticViT's complexity-aware sampling: the target complexity level moves by at most one level
+per step); cas+pas (performance-aware sampling on top: per-level banks of subnets that score
+well); fixed (one arch alone, a standalone baseline). Uniform sampling with in-place distillation
+is the default because its supernet ranked subnets best in benchmarks/supernet_ranking.py
+(README, "Does the supernet rank"); runs trained before with the former default resume with
+--sampler cas+pas.
 
 The run folder (--out) gets config.yaml (resolved options), levels.json (complexity levels and
 candidate pools), last.pt (resumable checkpoint), best.pt (best evaluated weights, for `nas

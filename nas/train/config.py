@@ -40,7 +40,7 @@ class TrainConfig:
     eval_limit: int = 0  # keep at most this many val and test images each (0 = all)
     epochs: int = 10
     batch_size: int = 64
-    sampler: str = "cas+pas"
+    sampler: str = "uniform"
     subnets: int = 2  # subnets the sampler picks per step (besides the distillation teacher)
     best_of: int = 1  # AttentiveNAS: each pick is the best of k candidates by mini-batch loss
     arch: str | None = None  # arch file trained alone by the 'fixed' sampler
