@@ -145,13 +145,19 @@ def ray_cluster(
                 "~/.ray/auth_token or RAY_AUTH_TOKEN"
             ) from None
     else:  # "local": never attach by surprise to another cluster on this machine
+        root = logging.getLogger()
+        level, handlers = root.level, list(root.handlers)
         ray.init(
             address="local",
             num_cpus=num_cpus or workers,
             include_dashboard=False,
             logging_level=logging.WARNING,
+            # Ray's own processes log errors only: Ray Train's placement-group cleaner warns
+            # every second that the state API (the dashboard, not started here) is unavailable
             logging_config=ray.LoggingConfig(log_level="ERROR"),
         )
+        root.setLevel(level)  # that config is meant for Ray's processes, not this one's root
+        root.handlers[:] = handlers
     try:
         _require_cpus(workers, f"the Ray cluster at {address}" if address else "local Ray")
         yield

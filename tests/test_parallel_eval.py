@@ -7,6 +7,7 @@ suite.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -63,8 +64,12 @@ def trained(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def ray_instance():
-    """One Ray instance for the module (the evaluators use it), shut down at its end."""
+    """One Ray instance for the module (the evaluators use it), shut down at its end. Ray's
+    processes log errors only; this process's root logger stays as it was."""
+    root = logging.getLogger()
+    before = (root.level, list(root.handlers))
     with ray_cluster(2):
+        assert (root.level, list(root.handlers)) == before
         yield ray
     assert not ray.is_initialized()
 
