@@ -125,7 +125,15 @@ def digest(config) -> str:
 
 
 def run_folder(parent: Path, name: str, config) -> Path:
-    return parent / f"{name}-{digest(config)}"
+    """``parent/NAME-DIGEST``; a folder of the same configuration under another name (a recipe
+    whose options equal another's, named by whichever ran first) is reused, a finished one first."""
+    tag = digest(config)
+    own = parent / f"{name}-{tag}"
+    same = sorted(
+        parent.glob(f"*-{tag}"),
+        key=lambda p: (not (p / "final.json").is_file(), p != own, p.name),
+    )
+    return same[0] if same else own
 
 
 def write_arch(path: Path, arch) -> Path:

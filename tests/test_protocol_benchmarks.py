@@ -34,6 +34,13 @@ def test_ranking_then_search_value_write_their_figures_and_resume(tmp_path):
     assert set(run["predictors"]) >= {"mlp", "gbm", "ridge"}
     again = run_benchmark("supernet_ranking", *argv)  # every job finished: nothing is trained again
     assert again.returncode == 0 and "standalone a00 s0:" not in again.stdout + again.stderr
+    # the recipe that names nas train's defaults explicitly is the same run, not a new supernet
+    (alias,) = _recipes_equal_to_the_defaults()
+    named = run_benchmark("supernet_ranking", *argv, "--recipes", alias)
+    assert named.returncode == 0, named.stderr[-3000:]
+    assert f"supernet {alias} s0:" not in named.stdout + named.stderr
+    (same,) = json.loads((ranking / "ranking.json").read_text())["recipes"][alias]["seeds"]
+    assert same["folder"] == run["folder"]
 
     value = tmp_path / "value"
     argv = [*SMALL, "--space", str(space), "--supernets", str(ranking / "supernets")]
@@ -50,3 +57,21 @@ def test_ranking_then_search_value_write_their_figures_and_resume(tmp_path):
         for row in part["rows"]:
             assert row["predicted_ms"] <= part["budget_ms"] and len(row["test_top1"]) == 2
         assert "over_hand" in part["gains"]
+
+
+def _recipes_equal_to_the_defaults() -> list[str]:
+    import sys
+
+    from nas.train.config import TrainConfig
+    from tests.conftest import REPO_ROOT
+
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    from supernet_ranking import RECIPES
+
+    defaults = TrainConfig()
+    return [
+        name
+        for name, (options, factor) in RECIPES.items()
+        if name != "default" and factor == 1.0 and options
+        if all(getattr(defaults, k) == v for k, v in options.items())
+    ]
