@@ -69,8 +69,8 @@ MUTATIONS = (
     Mutation(
         "latency overhead constant dropped",
         "predictors/latency.py",
-        "self.scale * raw + self.per_kernel * count + self.per_mparam * mparams + self.constant",
-        "self.scale * raw + self.per_kernel * count + self.per_mparam * mparams",
+        "            + self.per_minput * minputs\n            + self.constant\n",
+        "            + self.per_minput * minputs\n",
         ("tests/test_latency_predictor.py", "tests/test_device_suite.py"),
     ),
     Mutation(

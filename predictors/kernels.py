@@ -111,6 +111,18 @@ class KernelSpec:
         return default
 
     @property
+    def conv_input_elements(self) -> int:
+        """Elements of the image a convolution kernel reads (``cin`` x ``hw`` squared); 0 for
+        every other kernel. Timed on its own, a convolution pays on every run a cost in proportion
+        to its input that it does not pay inside a model (on ONNX Runtime on x86 most likely the
+        conversion to and from its blocked NCHWc layout, which consecutive convolutions share):
+        the latency predictor's overhead fit prices it per element (``Overhead.per_minput``)."""
+        first = self.units[0]
+        if first.get("cin") is None or first.get("hw") is None:
+            return 0
+        return int(first.get("cin")) * int(first.get("hw")) ** 2
+
+    @property
     def units(self) -> tuple[KernelSpec, ...]:
         """The unit specs of this kernel (itself when it is one unit)."""
         return self.get("units") or (self,)

@@ -7,10 +7,10 @@ measurements of a :class:`~predictors.profile.DeviceProfile`:
   table), and for configurations it lacks, one scikit-learn regressor per kernel kind, fitted on
   first need on that kind's measurements;
 * a per-model overhead term ``scale * sum(kernel - baseline) + per_kernel * kernels
-  + per_mparam * parameters + constant`` (:class:`Overhead`), fitted by least squares (relative
-  error) on the profile's whole-model measurements, its terms chosen by leave-one-out error; the
-  baseline is the cost of one invocation with no work in it, which every standalone kernel timing
-  includes once and a whole model only once in total.
+  + per_mparam * parameters + per_minput * convolution inputs + constant`` (:class:`Overhead`), fitted
+  by least squares (relative error) on the profile's whole-model measurements, its terms chosen by
+  leave-one-out error; the baseline is the cost of one invocation with no work in it, which every
+  standalone kernel timing includes once and a whole model only once in total.
 
 ``predict(archs)`` is vectorised: the predictor is *compiled* for its space once -- the latency of
 every configuration of every layer position (:mod:`predictors.positions`) goes into a small numpy
@@ -86,6 +86,9 @@ class OperatorScheme:
     def params(self, unit: KernelSpec) -> int:
         return int(unit.get("params", 0))
 
+    def conv_input_elements(self, unit: KernelSpec) -> int:
+        return unit.conv_input_elements
+
 
 class TableScheme:
     """Layers -> block keys of a published latency table (Pixel 4 or Note10)."""
@@ -125,6 +128,9 @@ class TableScheme:
 
     def params(self, unit: str) -> int:
         return 0  # table entries are whole-model shares already
+
+    def conv_input_elements(self, unit: str) -> int:
+        return 0
 
 
 def make_scheme(profile: DeviceProfile):
@@ -256,10 +262,13 @@ class KernelModel:
 @dataclass(frozen=True)
 class Overhead:
     """Whole model = scale * sum(kernel - baseline) + per_kernel * kernels
-    + per_mparam * parameters / 1e6 + constant (ms).
+    + per_mparam * parameters / 1e6 + per_minput * convolution input elements / 1e6 + constant (ms).
 
     The parameter term stands for weights a whole model streams from memory once per run,
-    which a kernel timed on its own over and over finds in cache.
+    which a kernel timed on its own over and over finds in cache. The input term goes the other
+    way: a convolution timed on its own pays on every run a cost in proportion to its input that
+    it does not pay inside a model (:attr:`KernelSpec.conv_input_elements`); for a depthwise
+    convolution at 112 px on ONNX Runtime that is half its standalone time.
     """
 
     scale: float = 1.0
@@ -271,10 +280,15 @@ class Overhead:
     per_mparam: float = 0.0
     terms: tuple[str, ...] = ("scale", "per_kernel", "constant")
     loo_mape: float | None = None
+    per_minput: float = 0.0
 
-    def apply(self, raw, count, mparams=0.0):
+    def apply(self, raw, count, mparams=0.0, minputs=0.0):
         return (
-            self.scale * raw + self.per_kernel * count + self.per_mparam * mparams + self.constant
+            self.scale * raw
+            + self.per_kernel * count
+            + self.per_mparam * mparams
+            + self.per_minput * minputs
+            + self.constant
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -282,6 +296,7 @@ class Overhead:
             "scale": self.scale,
             "per_kernel_ms": self.per_kernel,
             "per_mparam_ms": self.per_mparam,
+            "per_minput_ms": self.per_minput,
             "constant_ms": self.constant,
             "baseline_ms": self.baseline,
             "terms": list(self.terms),
@@ -293,6 +308,8 @@ class Overhead:
 
 #: Term sets tried for the overhead fit, richest first; "scale" fixed to 1 when absent.
 OVERHEAD_TERMS = (
+    ("scale", "per_kernel", "per_mparam", "per_minput", "constant"),
+    ("scale", "per_kernel", "per_minput", "constant"),
     ("scale", "per_kernel", "per_mparam", "constant"),
     ("scale", "per_kernel", "constant"),
     ("per_kernel", "constant"),
@@ -306,17 +323,28 @@ def fit_overhead(
     measured: np.ndarray,
     baseline: float,
     mparams: np.ndarray | None = None,
+    minputs: np.ndarray | None = None,
 ) -> Overhead:
     """Least squares in relative error over each term set of :data:`OVERHEAD_TERMS` the data can
-    carry (at least two models more than terms); the set with the least leave-one-out error wins."""
+    carry (at least two models more than terms, and no term that is zero for every model); the
+    set with the least leave-one-out error wins."""
     n = len(measured)
     if n == 0:
         return Overhead(constant=baseline, baseline=baseline, terms=())
     mparams = np.zeros(n) if mparams is None else np.asarray(mparams, dtype=np.float64)
-    columns = {"scale": raw, "per_kernel": count, "per_mparam": mparams, "constant": np.ones(n)}
+    minputs = np.zeros(n) if minputs is None else np.asarray(minputs, dtype=np.float64)
+    columns = {
+        "scale": raw,
+        "per_kernel": count,
+        "per_mparam": mparams,
+        "per_minput": minputs,
+        "constant": np.ones(n),
+    }
     best = None
     for terms in OVERHEAD_TERMS:
         if n < len(terms) + 2 and terms != ("constant",):
+            continue
+        if any(not columns[t].any() for t in terms if t in ("per_mparam", "per_minput")):
             continue
         coef = _solve(terms, columns, raw, measured, np.arange(n))
         if coef is None:
@@ -330,13 +358,15 @@ def fit_overhead(
         scale=float(values.get("scale", 1.0)),
         per_kernel=float(values.get("per_kernel", 0.0)),
         per_mparam=float(values.get("per_mparam", 0.0)),
+        per_minput=float(values.get("per_minput", 0.0)),
         constant=float(values.get("constant", 0.0)),
         baseline=baseline,
         models=n,
         terms=terms,
         loo_mape=float(loo * 100) if np.isfinite(loo) else None,
     )
-    mape = float(np.mean(np.abs(fit.apply(raw, count, mparams) - measured) / measured) * 100)
+    guess = fit.apply(raw, count, mparams, minputs)
+    mape = float(np.mean(np.abs(guess - measured) / measured) * 100)
     return replace(fit, fit_mape=mape)
 
 
@@ -423,18 +453,15 @@ class LatencyPredictor:
     def _overhead_from(self, models: Sequence[tuple[Arch, float]]) -> Overhead:
         per_arch = [self.scheme.arch_units(self.space, arch) for arch, _ in models]
         costs = self.kernels.ms_many([u for units in per_arch for u in units])  # one batch
-        raw, count, mparams = [], [], []
-        for units in per_arch:
-            r, c, m, _ = self._raw_of(units, costs)
-            raw.append(r)
-            count.append(c)
-            mparams.append(m)
+        sums = np.array([self._raw_of(units, costs)[0] for units in per_arch], dtype=np.float64)
+        sums = sums.reshape(len(per_arch), 4)  # raw, kernels, parameters, inputs
         return fit_overhead(
-            np.array(raw, dtype=np.float64),
-            np.array(count, dtype=np.float64),
+            sums[:, 0],
+            sums[:, 1],
             np.array([ms for _, ms in models], dtype=np.float64),
             self.baseline,
-            np.array(mparams, dtype=np.float64),
+            sums[:, 2],
+            sums[:, 3],
         )
 
     def recalibrated(self, models: Sequence[tuple[Arch, float]]) -> LatencyPredictor:
@@ -477,28 +504,31 @@ class LatencyPredictor:
 
     # ----------------------------------------------------------------- reference path
 
-    def _raw(self, arch: Arch) -> tuple[float, int, float, bool]:
-        """(sum of kernel times net of the baseline, kernels, parameters / 1e6, any regressed)."""
+    def _raw(self, arch: Arch) -> tuple[tuple[float, int, float, float], bool]:
+        """The terms :meth:`Overhead.apply` takes -- (sum of kernel times net of the baseline,
+        kernels, parameters / 1e6, convolution input elements / 1e6) -- and whether any is
+        regressed."""
         units = self.scheme.arch_units(self.space, arch)
         return self._raw_of(units, self.kernels.ms_many(units))
 
     def _raw_of(
         self, units: Sequence[Any], costs: dict[Any, tuple[float, bool]]
-    ) -> tuple[float, int, float, bool]:
+    ) -> tuple[tuple[float, int, float, float], bool]:
         """:meth:`_raw` of an arch's ``units``, their times looked up in ``costs``
-        (:meth:`KernelModel.ms_many`: the unmeasured ones regressed in one batch per kind)."""
+        (:meth:`KernelModel.ms_many`: the unmeasured ones regressed in one batch per kernel kind)."""
         found = [costs[u] for u in units]
         mparams = sum(self.scheme.params(u) for u in units) / 1e6
+        minputs = sum(self.scheme.conv_input_elements(u) for u in units) / 1e6
         raw = sum(self._net(ms) for ms, _ in found)
-        return raw, len(units), mparams, any(regressed for _, regressed in found)
+        return (raw, len(units), mparams, minputs), any(regressed for _, regressed in found)
 
     def predict_arch(self, arch: Arch) -> float:
         """One arch through its operator graph (or table keys): the reference for :meth:`predict`."""
         self._require()
         self.space.validate(arch)
         self._check_resolutions(self._indexer.indices([arch]))
-        raw, count, mparams, _ = self._raw(arch)
-        return max(float(self.overhead.apply(raw, count, mparams)), self.baseline)
+        terms, _ = self._raw(arch)
+        return max(float(self.overhead.apply(*terms)), self.baseline)
 
     def breakdown(self, arch: Arch) -> list[dict[str, Any]]:
         """Per kernel (or table block) of ``arch``: layer, kind, ms (as measured alone), its
@@ -537,7 +567,10 @@ class LatencyPredictor:
         plus its per-kernel and per-parameter overhead."""
         o = self.overhead
         return (
-            o.scale * self._net(ms) + o.per_kernel + o.per_mparam * self.scheme.params(unit) / 1e6
+            o.scale * self._net(ms)
+            + o.per_kernel
+            + o.per_mparam * self.scheme.params(unit) / 1e6
+            + o.per_minput * self.scheme.conv_input_elements(unit) / 1e6
         )
 
     # ----------------------------------------------------------------- vectorised path

@@ -267,6 +267,60 @@ def test_overhead_terms_are_chosen_by_leave_one_out():
     plain = 1.2 * raw + 0.1 + rng.normal(0, 0.02, 16)
     fit = fit_overhead(raw, count, plain, 0.005, mparams)
     assert "per_mparam" not in fit.terms and fit.scale == pytest.approx(1.2, rel=0.05)
+    minputs = rng.uniform(0.5, 3, 16)  # convolution inputs with no effect either
+    assert "per_minput" not in fit_overhead(raw, count, plain, 0.005, mparams, minputs).terms
+    discounted = 1.05 * raw + 0.002 * count - 0.6 * minputs + 0.05
+    fit = fit_overhead(raw, count, discounted, 0.005, mparams, minputs)
+    assert "per_minput" in fit.terms and fit.per_minput == pytest.approx(-0.6, rel=1e-6)
+    assert fit.per_mparam == pytest.approx(0, abs=1e-9) and fit.scale == pytest.approx(1.05)
     # too few models for the richer sets
     assert fit_overhead(raw[:2], count[:2], plain[:2], 0.005, mparams[:2]).terms == ("constant",)
     assert fit_overhead(raw[:0], count[:0], plain[:0], 0.005).constant == 0.005
+
+
+def test_conv_inputs_are_counted_for_convolutions_only():
+    from predictors.kernels import KernelSpec
+
+    conv = KernelSpec.make("dwconv-bn", {"cin": 96, "hw": 112, "kernel": 3, "macs": 1})
+    fused = KernelSpec.make("pwconv+dwconv", {"units": [conv.feature_dict(), {"cin": 8, "hw": 4}]})
+    assert conv.conv_input_elements == 96 * 112 * 112 == fused.conv_input_elements
+    for kind, features in (
+        ("act", {"shape": [96, 112, 112]}),
+        ("linear", {"cin": 64, "tokens": 9}),
+    ):
+        assert KernelSpec.make(kind, features).conv_input_elements == 0
+
+
+def _conv_inputs(space: SearchSpace, arch) -> float:
+    """Millions of elements the arch's convolutions read, added up here from the kernels."""
+    from nas.graph import operator_graph
+    from predictors.kernels import split_kernels
+
+    kernels = split_kernels(operator_graph(space, arch), RULES)
+    return sum(k.spec.conv_input_elements for k in kernels) / 1e6
+
+
+def test_whole_models_cheaper_per_convolution_input_are_fitted_and_predicted_on_both_paths(
+    tiny_space,
+):
+    """ONNX Runtime times a convolution on its own with its input's layout conversion, which a
+    model does once for a run of convolutions: whole models cost less than their kernels' sum by
+    an amount per convolution input element. The overhead fit finds that term, and both
+    prediction paths give such models' times for archs it was not fitted on."""
+    per_minput = -0.4
+    profile = synthetic_profile(tiny_space)
+    profile.models = []
+    for arch in calibration_archs(tiny_space, 12, tiny_space.resolutions, 3):
+        truth = SCALE * _kernel_sum(tiny_space, arch) + per_minput * _conv_inputs(tiny_space, arch)
+        truth += CONSTANT
+        profile.models.append(ModelRecord(arch.to_dict(), Measurement([Timing.exact(truth)])))
+    predictor = LatencyPredictor(tiny_space).fit(profile)
+    assert "per_minput" in predictor.overhead.terms
+    assert predictor.overhead.per_minput == pytest.approx(per_minput, rel=1e-4)
+    archs = _archs(tiny_space, 40, seed=5)
+    truth = [
+        SCALE * _kernel_sum(tiny_space, a) + per_minput * _conv_inputs(tiny_space, a) + CONSTANT
+        for a in archs
+    ]
+    np.testing.assert_allclose(predictor.predict(archs), truth, rtol=1e-5)
+    np.testing.assert_allclose([predictor.predict_arch(a) for a in archs], truth, rtol=1e-5)
