@@ -267,7 +267,7 @@ def _overhead_text(o: dict) -> str:
     text = (
         f"scale {o['scale']:.3f}, {o['per_kernel_ms'] * 1000:.2f} us/kernel, "
         f"{o['per_mparam_ms'] * 1000:.1f} us per M parameters, "
-        f"{o.get('per_minput_ms', 0.0) * 1000:.1f} us per M kernel input elements, "
+        f"{o.get('per_minput_ms', 0.0) * 1000:.1f} us per M convolution input elements, "
         f"constant {o['constant_ms'] * 1000:.1f} us"
     )
     if o.get("fit_mape") is not None:
