@@ -209,7 +209,7 @@ def main() -> int:
                 f"{name}@{resolution} {backend}: {len(predictor.profile.kernels)} kernels "
                 f"(measure step {measured:.0f} s this run); profile overhead terms "
                 f"{', '.join(o.terms)}: scale {o.scale:.3f}, {o.per_kernel * 1000:.2f} us/kernel, "
-                f"{o.per_mparam * 1000:.1f} us/M params, {o.per_minput * 1000:.1f} us/M inputs, "
+                f"{o.per_mparam * 1000:.1f} us/M params, {o.per_minput * 1000:.1f} us/M conv inputs, "
                 f"constant {o.constant * 1000:.1f} us"
             )
 

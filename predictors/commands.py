@@ -36,8 +36,8 @@ def register(subparsers) -> None:
         "operators run as one kernel), every kernel configuration of the space (or, beyond "
         "--max-exact, a sample plus per-kind regressors refined where they miss), and whole "
         "models for the per-model overhead. The profile JSON is written as each step completes: "
-        "kill the command at any moment and run it again to resume. `nas search --device-profile "
-        "OUT` then predicts latency from it; `nas device validate --profile OUT` checks it.",
+        "kill the command at any moment and run it again to resume. `nas search --device OUT` "
+        "then predicts latency from it; `nas device validate --profile OUT` checks it.",
     )
     p.add_argument(
         "--backend",
@@ -240,8 +240,8 @@ def register(subparsers) -> None:
     p = sub.add_parser(
         "info",
         help="summary of a profile",
-        description="Print a profile's device, backend, space, measurement settings, counts of kernels "
-        "and whole models measured, fusion rules and the fitted overhead term.",
+        description="Print a profile's device, backend, space, measurement settings, counts "
+        "of kernels and whole models measured, fusion rules and the fitted overhead term.",
     )
     p.add_argument("--profile", required=True, help="profile JSON")
     p.set_defaults(func=cmd_info)
@@ -267,7 +267,7 @@ def _overhead_text(o: dict) -> str:
     text = (
         f"scale {o['scale']:.3f}, {o['per_kernel_ms'] * 1000:.2f} us/kernel, "
         f"{o['per_mparam_ms'] * 1000:.1f} us per M parameters, "
-        f"{o.get('per_minput_ms', 0.0) * 1000:.1f} us per M convolution input elements, "
+        f"{o['per_minput_ms'] * 1000:.1f} us per M convolution input elements, "
         f"constant {o['constant_ms'] * 1000:.1f} us"
     )
     if o.get("fit_mape") is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -180,8 +181,6 @@ def test_console_script_help_and_usage_errors():
 
 def _subcommands(parser, path=()):
     """Every leaf command of an argparse parser, as (path, parser)."""
-    import argparse
-
     actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     if not actions:
         yield path, parser

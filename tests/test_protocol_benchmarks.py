@@ -4,11 +4,13 @@ on the tiny space and the embedded digits into fresh folders (the figures come f
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import yaml
 
-from tests.conftest import TINY_SPACE, run_benchmark
+from nas.train.config import TrainConfig
+from tests.conftest import REPO_ROOT, TINY_SPACE, run_benchmark
 
 SMALL = [
     *["--data", "digits", "--train-images", "1200", "--batch-size", "8"],
@@ -60,11 +62,7 @@ def test_ranking_then_search_value_write_their_figures_and_resume(tmp_path):
 
 
 def _recipes_equal_to_the_defaults() -> list[str]:
-    import sys
-
-    from nas.train.config import TrainConfig
-    from tests.conftest import REPO_ROOT
-
+    """The recipes of the ranking benchmark whose options are exactly ``nas train``'s defaults."""
     sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
     from supernet_ranking import RECIPES
 
