@@ -175,3 +175,40 @@ def test_attention_core_computes_what_the_block_does(kind):
         out = core(block.q(x), block.k(x), v) + local.flatten(2).transpose(1, 2)
         composed = block.proj(block.act(out))
         torch.testing.assert_close(composed, block(x))
+
+
+def test_mobilevit_kernels_are_the_operators_its_model_runs():
+    """MobileViT runs its transformer on the patch positions as one batch: each operator is one
+    kernel (the attention core with the positions as extra heads), not one per patch position,
+    which at small sizes would count each operator's fixed cost four times."""
+    import onnx
+
+    from nas.blocks.nn import build_block
+
+    space = search_spaces.get("hybrid-zoo")
+    largest = space.max_arch()
+    stages = list(largest.stages)
+    stages[2] = dataclasses.replace(
+        stages[2], block=("mobilevit", "mobilevitv2"), attention=("softmax", "relu_linear")
+    )
+    arch = space.validate(dataclasses.replace(largest, resolution=32, stages=tuple(stages)))
+    checked = 0
+    for layer in layers_of(space, arch):
+        if type(layer).__name__ not in ("MobileViTLayer", "MobileViTv2Layer"):
+            continue
+        kernels = split_kernels(layer_operator_graph(layer), FusionRules())
+        block = build_block(layer).eval()
+        image = torch.randn(1, layer.width, layer.hw, layer.hw)
+        ops = [
+            node.op_type for node in onnx.load_from_string(onnx_bytes(block, (image,))).graph.node
+        ]
+        assert sum(k.kind == "layernorm" for k in kernels) == ops.count("LayerNormalization")
+        cores = [k.spec.feature_dict() for k in kernels if k.kind.startswith("attn-")]
+        side = layer.hw // layer.patch
+        assert len(cores) == layer.inner_depth
+        if layer.attention == "softmax":
+            assert ops.count("Softmax") == layer.inner_depth
+        assert all(c["heads"] == layer.heads * layer.patch**2 for c in cores)
+        assert all(c["tokens"] == side * side for c in cores)
+        checked += 1
+    assert checked == 2

@@ -15,12 +15,27 @@ chooses L (1 when not declared). The torch half is :mod:`nas.blocks.nn.mobilevit
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from nas.blocks.registry import LayerContext, register_block
 from nas.blocks.transformer import PlainTransformerLayer, Transformer, TransformerLayer
 
 PATCH = 2
+
+
+@dataclass(frozen=True)
+class PatchedTransformerLayer(PlainTransformerLayer):
+    """MobileViT's transformer layer as it runs: on the whole ``hw`` x ``hw`` map unfolded into
+    ``patch**2`` sequences (one per patch position) that go through every operator as one batch.
+    Token-wise operators see all ``hw * hw`` tokens; attention sees each sequence apart, its
+    ``(hw / patch)**2`` tokens with the sequences as extra heads (both are batch dimensions of
+    the attention's matrix products)."""
+
+    patch: int = 1
+
+    def attention_core(self) -> TransformerLayer:
+        side, p = self.hw // self.patch, self.patch
+        return replace(self, hw=side, heads=self.heads * p * p, patch=1)
 
 
 @dataclass(frozen=True)
@@ -46,6 +61,11 @@ class MobileViTLayer(TransformerLayer):
         return PlainTransformerLayer(
             **{**fields, "hw": hw or self.hw // self.patch, "width": self.dim}
         )
+
+    def batched_inner(self) -> PatchedTransformerLayer:
+        """The transformer layer over all patch positions at once, as the model runs it."""
+        fields = {k: v for k, v in vars(self).items() if k != "inner_depth"}
+        return PatchedTransformerLayer(**{**fields, "width": self.dim, "patch": self.patch})
 
 
 @register_block
@@ -74,23 +94,19 @@ class MobileViT(Transformer):
         return self.layer_type(**vars(super().layer(ctx)), inner_depth=depth)
 
     def patch_transformer(self, b, layer: MobileViTLayer, x: str) -> str:
-        """unfold -> the transformer layers and the final LayerNorm once per patch position
-        (weights shared) -> fold."""
-        d, hw, p, inner = layer.dim, layer.hw, layer.patch, layer.inner()
-        n = inner.hw * inner.hw
-        tokens, image = (hw * hw, d), (d, inner.hw, inner.hw)
-        unfolded = b.op("unfold", "reshape", [x], (d, hw, hw), tokens)
-        outputs = []
-        for i in range(p * p):
-            node = unfolded
-            for j in range(layer.inner_depth):
-                with b.copy(f"patch{i}.layer{j}", shares_weights=i > 0):
-                    node = super().graph(b, inner, node)
-            with b.copy(f"patch{i}", shares_weights=i > 0):
-                node = b.op("to_tokens", "reshape", [node], image, (n, d))
-                node = b.op("norm", "layernorm", [node], (n, d), (n, d), params=2 * d)
-                outputs.append(b.op("to_image", "reshape", [node], (n, d), image))
-        return b.op("fold", "reshape", outputs, tokens, (d, hw, hw))
+        """unfold -> the transformer layers and the final LayerNorm over the patch positions as
+        one batch (as the model runs them: one kernel per operator, not one per position) ->
+        fold."""
+        d, hw, inner = layer.dim, layer.hw, layer.batched_inner()
+        tokens, image = (hw * hw, d), (d, hw, hw)
+        node = b.op("unfold", "reshape", [x], image, tokens)
+        for j in range(layer.inner_depth):
+            with b.copy(f"layer{j}", shares_weights=False):
+                node = super().graph(b, inner, node)
+        node = b.op("to_tokens", "reshape", [node], image, tokens)
+        node = b.op("norm", "layernorm", [node], tokens, tokens, params=2 * d)
+        node = b.op("to_image", "reshape", [node], tokens, image)
+        return b.op("fold", "reshape", [node], tokens, image)
 
     def graph(self, b, layer: MobileViTLayer, x: str) -> str:
         c, d, hw, act = layer.width, layer.dim, layer.hw, layer.activation

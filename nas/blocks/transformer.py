@@ -80,6 +80,10 @@ class TransformerLayer(SameShape):
     def mlp_hidden(self) -> int:
         return self.width * self.mlp_ratio
 
+    def attention_core(self) -> TransformerLayer:
+        """The layer as its attention core sees it: one sequence of all ``hw * hw`` tokens."""
+        return self
+
 
 #: What may open a stage of a transformer kind (``downsample``), and the entry kind building it
 #: (None: the downsampling MBConv, or no entry layer for ``none``).
@@ -216,7 +220,7 @@ class Transformer(BlockKind):
         )
 
     def graph(self, b, layer: TransformerLayer, x: str) -> str:
-        n, c, heads, d = layer.hw * layer.hw, layer.width, layer.heads, layer.head_dim
+        n, c, d = layer.hw * layer.hw, layer.width, layer.head_dim
         inner_v, hidden = layer.heads * layer.v_dim, layer.mlp_hidden
         tokens, image = (n, c), (c, layer.hw, layer.hw)
         x = b.op("to_tokens", "reshape", [x], image, tokens)
@@ -229,11 +233,12 @@ class Transformer(BlockKind):
                 "attn.v_local", v, inner_v, inner_v, 3, 1, layer.hw, groups=inner_v, bias=True
             )
         attention = attention_kind(layer.attention)
-        features = {"tokens": n, "side": layer.hw, "heads": heads, "head_dim": d}
+        core = layer.attention_core()
+        features = {"tokens": core.hw**2, "side": core.hw, "heads": core.heads, "head_dim": d}
         if attention.position_bias and not layer.position_bias:
             features["position_bias"] = False
         with b.unit(attention.unit, **features, v_dim=layer.v_dim):
-            out = attention.graph(b, layer, q, k, v)
+            out = attention.graph(b, core, q, k, v)
         if not layer.plain:
             out = b.op("attn.add_local", "add", [out, local], (n, inner_v), (n, inner_v))
             out = b.op("attn.act", layer.activation, [out], (n, inner_v), (n, inner_v))
