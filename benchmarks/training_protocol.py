@@ -119,21 +119,47 @@ def standalone_config(args, arch_file: Path, seed: int):
 
 
 def digest(config) -> str:
-    """A short digest of a configuration (for run folder names; stable across processes)."""
-    text = json.dumps(config.to_dict(), sort_keys=True)
-    return hashlib.sha1(text.encode()).hexdigest()[:8]
+    """A short digest of a configuration (for run folder names; stable across processes). An arch
+    named by file counts by what the file holds: a file rewritten with another arch (a search
+    that picks anew) gets a folder of its own rather than the results of the arch it held."""
+    data = config.to_dict()
+    if data.get("arch"):
+        data["arch"] = json.loads(Path(data["arch"]).read_text())
+    return _sha(data)
+
+
+def _sha(data: dict) -> str:
+    return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:8]
 
 
 def run_folder(parent: Path, name: str, config) -> Path:
     """``parent/NAME-DIGEST``; a folder of the same configuration under another name (a recipe
-    whose options equal another's, named by whichever ran first) is reused, a finished one first."""
+    whose options equal another's, named by whichever ran first) is reused, a finished one first.
+    A finished folder named by the digest of the arch file's path alone (as before arch contents
+    counted) is reused when it trained the arch the file holds now."""
     tag = digest(config)
     own = parent / f"{name}-{tag}"
     same = sorted(
         parent.glob(f"*-{tag}"),
         key=lambda p: (not (p / "final.json").is_file(), p != own, p.name),
     )
-    return same[0] if same else own
+    if same:
+        return same[0]
+    data = config.to_dict()
+    if data.get("arch"):
+        earlier = parent / f"{name}-{_sha(data)}"
+        if _trained(earlier) == json.loads(Path(data["arch"]).read_text()):
+            return earlier
+    return own
+
+
+def _trained(folder: Path) -> dict | None:
+    """The arch a finished standalone run in ``folder`` trained (None if there is none)."""
+    try:
+        rows = json.loads((folder / "final.json").read_text())["rows"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return rows[0].get("arch") if len(rows) == 1 else None
 
 
 def write_arch(path: Path, arch) -> Path:

@@ -73,3 +73,38 @@ def _recipes_equal_to_the_defaults() -> list[str]:
         if name != "default" and factor == 1.0 and options
         if all(getattr(defaults, k) == v for k, v in options.items())
     ]
+
+
+def test_a_finished_standalone_run_counts_only_for_the_arch_it_trained(tmp_path, tiny_space):
+    """search_value writes the searched arch to the same file each run; when a search picks
+    another arch, its standalone runs must be new, not the former arch's results."""
+    from types import SimpleNamespace
+
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    from training_protocol import run_folder, standalone_config, write_arch
+
+    args = SimpleNamespace(space="tiny", data="digits", batch_size=8, eval_limit=40)
+    args.standalone_steps, args.train_images = 4, 1200
+    first, second = tiny_space.min_arch(), tiny_space.max_arch()
+    arch_file = write_arch(tmp_path / "archs" / "b0-searched.json", first)
+    config = standalone_config(args, arch_file, 0)
+    folder = run_folder(tmp_path / "standalone", "b0-searched-s0", config)
+    folder.mkdir(parents=True)
+    (folder / "final.json").write_text(json.dumps({"rows": [{"arch": first.to_dict()}]}))
+    assert run_folder(tmp_path / "standalone", "b0-searched-s0", config) == folder
+    write_arch(arch_file, second)  # the search picked another arch: same file, same options
+    assert run_folder(tmp_path / "standalone", "b0-searched-s0", config) != folder
+    # a finished folder named by the file's path alone (earlier runs) counts for its own arch
+    earlier = _path_only_folder(tmp_path / "standalone", "b0-searched-s0", config)
+    earlier.mkdir()
+    (earlier / "final.json").write_text(json.dumps({"rows": [{"arch": second.to_dict()}]}))
+    assert run_folder(tmp_path / "standalone", "b0-searched-s0", config) == earlier
+    write_arch(arch_file, first)
+    assert run_folder(tmp_path / "standalone", "b0-searched-s0", config) == folder
+
+
+def _path_only_folder(parent, name, config):
+    import hashlib
+
+    text = json.dumps(config.to_dict(), sort_keys=True)
+    return parent / f"{name}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
