@@ -56,10 +56,10 @@ class GraphBuilder:
 
     @contextmanager
     def copy(self, name: str, shares_weights: bool) -> Iterator[None]:
-        """Nodes made inside are one copy of a part a block runs several times (EfficientViT's
-        cascaded heads, one after the other; MobileViT's transformer layers): named ``<name>.<op>``, attribute ``copy`` (so
-        each copy's latency units stay apart), and with no parameters when ``shares_weights``
-        (they are an earlier copy's)."""
+        """Nodes made inside are one copy of a part a block runs several times, one after the
+        other (EfficientViT's cascaded heads; MobileViT's transformer layers): named
+        ``<name>.<op>``, attribute ``copy`` (so each copy's latency units stay apart), and with no
+        parameters when ``shares_weights`` (they are an earlier copy's)."""
         self._copy, self._shared = name, shares_weights
         try:
             yield
