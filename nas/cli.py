@@ -316,12 +316,23 @@ def _budgets(args: argparse.Namespace) -> list[float]:
 def _open_run_and_devices(args: argparse.Namespace):
     """The training run and its devices; profiles are for the space the run declared (before
     the data set set its input channels and classes)."""
-    from nas.deploy import Device
     from nas.trained import TrainedRun
 
     budgets = _budgets(args)
     run = TrainedRun.open(args.run, torch_device(args.torch_device))
-    return run, Device.open_all(args.device, run.declared_space), budgets
+    return run, _devices(args.device, run.declared_space), budgets
+
+
+def _devices(paths, space):
+    """The profiles opened for ``space``, with a note on stderr for any that lacks kernels."""
+    from nas.deploy import Device
+
+    devices = Device.open_all(paths, space)
+    for device in devices:
+        note = device.stale_note()
+        if note:
+            print(f"note: {note}", file=sys.stderr)
+    return devices
 
 
 def _extract_for_device(args: argparse.Namespace) -> None:
@@ -454,7 +465,7 @@ def _search_run(args: argparse.Namespace):
 
 
 def _search_space(args: argparse.Namespace):
-    from nas.deploy import Device, search_proxy
+    from nas.deploy import search_proxy
 
     if args.accuracy != "supernet" or args.workers > 1 or args.quantized_accuracy:
         raise UsageError(
@@ -464,7 +475,7 @@ def _search_space(args: argparse.Namespace):
         raise UsageError("--out and --name exclude each other (--out is the search folder)")
     budgets = _budgets(args)
     space = _space(args.space)
-    devices = Device.open_all(args.device, space)
+    devices = _devices(args.device, space)
     out = Path(args.out) if args.out else None
     if out is not None:
         check_folder(out)  # created with its parents once the search is accepted

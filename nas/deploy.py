@@ -67,6 +67,20 @@ class Device:
         predictor = LatencyPredictor.load(path, space)
         return cls(predictor.profile.device, Path(path), predictor)
 
+    def stale_note(self) -> str | None:
+        """A note when the profile was measured kernel by kernel yet lacks kernels of the space
+        (measured by a version that cut some block into other kernels): those are regressed."""
+        if self.predictor.profile.plan.get("strategy") != "exact":
+            return None  # sampled on purpose, or imported
+        missing = self.predictor.unmeasured_kernels()
+        if not missing:
+            return None
+        return (
+            f"{self.path} lacks {missing} kernel configurations of this version's operator "
+            "graphs, predicted from other kernels; rerun its `nas device measure` command to "
+            "measure them"
+        )
+
     @classmethod
     def open_all(cls, paths: Sequence[str | Path], space) -> list[Device]:
         """One :class:`Device` per profile; two profiles of one device are refused."""

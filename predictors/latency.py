@@ -597,6 +597,7 @@ class LatencyPredictor:
                 distinct.update(dict.fromkeys(units))
             plan.append((position, entries))
         costs = self.kernels.ms_many(list(distinct))
+        self.unmeasured = sum(regressed for _, regressed in costs.values())
         share = {u: self._share(u, costs[u][0]) for u in distinct}
         compiled = []
         for position, entries in plan:
@@ -611,6 +612,13 @@ class LatencyPredictor:
             compiled.append(_Compiled(PositionTable.build(space, position, table), regressed))
         self._compiled, self._stacked = compiled, None
         return time.perf_counter() - start
+
+    def unmeasured_kernels(self) -> int:
+        """Kernel configurations of the space (at the profile's resolutions) that the profile
+        has no timing of, and that are regressed from the measured ones."""
+        if self._compiled is None:
+            self.compile()
+        return self.unmeasured
 
     def predict(self, archs: Sequence[Arch]) -> np.ndarray:
         """Latency in ms of each arch (vectorised over archs)."""

@@ -14,6 +14,7 @@ import random
 import signal
 import subprocess
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -47,9 +48,10 @@ def _measured_kernels(path: Path) -> dict[str, list]:
 
 def test_measure_killed_with_sigkill_resumes_and_validates(tmp_path, tiny_space):
     """`nas device measure` killed (SIGKILL) once its first chunk of kernels is saved, then
-    rerun: it completes without timing those kernels again, and the profile validates."""
+    rerun: it completes without timing those kernels again, and the profile validates. The space
+    is declared at the one measured resolution, so that `nas search` runs on the profile."""
     space_file = tmp_path / "tiny.yaml"
-    space_file.write_text(yaml.safe_dump(TINY_SPACE))
+    space_file.write_text(yaml.safe_dump({**TINY_SPACE, "resolutions": [12]}))  # as measured
     out = tmp_path / "profile.json"
     command = [str(nas_executable()), "device", "measure", "--backend", "torch"]
     command += ["--space", str(space_file), "--resolutions", "12", "--out", str(out)]
@@ -89,10 +91,17 @@ def test_measure_killed_with_sigkill_resumes_and_validates(tmp_path, tiny_space)
     # a complete profile lacking kernels (a newer version cuts a block into other kernels):
     # the same command measures those, keeps every other timing, and nothing is regressed
     data = json.loads(text)
-    dropped = [k["key"] for k in data["kernels"][:2]]
-    data["kernels"] = data["kernels"][2:]
+    kinds = Counter(k["key"].split(":")[0] for k in data["kernels"])
+    dropped = [k["key"] for k in data["kernels"] if kinds[k["key"].split(":")[0]] > 3][:2]
+    data["kernels"] = [k for k in data["kernels"] if k["key"] not in dropped]
     out.write_text(json.dumps(data))
+    search = ["search", "--space", space_file, "--device", out, "--latency-ms", "1000"]
+    search += ["--objective", "params", "--evaluations", "3"]
+    stale = run_nas(*search, "--out", tmp_path / "stale-search", cwd=tmp_path)
+    assert "lacks 2 kernel configurations" in stale.stderr and "nas device measure" in stale.stderr
     assert main(command[1:]) == 0
+    fresh = run_nas(*search, "--out", tmp_path / "search", cwd=tmp_path)
+    assert "lacks" not in fresh.stderr
     assert set(DeviceProfile.load(out).kernels) == wanted
     assert {k: v for k, v in _measured_kernels(out).items() if k not in dropped} == {
         k: v for k, v in after.items() if k not in dropped
