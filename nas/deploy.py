@@ -70,8 +70,8 @@ class Device:
     def stale_note(self) -> str | None:
         """A note when the profile was measured kernel by kernel yet lacks kernels of the space
         (measured by a version that cut some block into other kernels): those are regressed."""
-        if self.predictor.profile.plan.get("strategy") != "exact":
-            return None  # sampled on purpose, or imported
+        if not self.predictor.profile.measures_every_kernel:
+            return None
         missing = self.predictor.unmeasured_kernels()
         if not missing:
             return None

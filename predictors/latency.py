@@ -597,7 +597,7 @@ class LatencyPredictor:
                 distinct.update(dict.fromkeys(units))
             plan.append((position, entries))
         costs = self.kernels.ms_many(list(distinct))
-        self.unmeasured = sum(regressed for _, regressed in costs.values())
+        self._unmeasured = sum(regressed for _, regressed in costs.values())
         share = {u: self._share(u, costs[u][0]) for u in distinct}
         compiled = []
         for position, entries in plan:
@@ -618,7 +618,7 @@ class LatencyPredictor:
         has no timing of, and that are regressed from the measured ones."""
         if self._compiled is None:
             self.compile()
-        return self.unmeasured
+        return self._unmeasured
 
     def predict(self, archs: Sequence[Arch]) -> np.ndarray:
         """Latency in ms of each arch (vectorised over archs)."""

@@ -491,8 +491,8 @@ class MeasurementJob:
         """Kernel configurations of the space (cut by the profile's fusion rules) that a profile
         measured kernel by kernel lacks: those a newer version of a block's operator graph makes.
         Left alone, they would be regressed from other kernels."""
-        if profile.plan.get("strategy") != "exact":
-            return 0  # sampled on purpose: the regressors cover the rest
+        if not profile.measures_every_kernel:
+            return 0
         rules = FusionRules.from_list(profile.fusion_rules)
         pool = enumerate_kernels(self.space, rules, self.resolutions)
         return sum(spec.key not in profile.kernels for spec in pool)

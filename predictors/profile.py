@@ -133,6 +133,12 @@ class DeviceProfile:
     def statistic(self) -> str:
         return str(self.settings.get("statistic", "median"))
 
+    @property
+    def measures_every_kernel(self) -> bool:
+        """Whether the measurement set out to time every kernel configuration of the space (an
+        exact table), rather than a sample left to regressors on purpose, or an import."""
+        return self.plan.get("strategy") == "exact"
+
     # ----------------------------------------------------------------- space
 
     def check_space(self, space: SearchSpace) -> None:
