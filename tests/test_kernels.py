@@ -212,3 +212,36 @@ def test_mobilevit_kernels_are_the_operators_its_model_runs():
         assert all(c["tokens"] == side * side for c in cores)
         checked += 1
     assert checked == 2
+
+
+@pytest.mark.parametrize("hw, window", [(14, 7), (6, 4)])  # whole windows; padded windows
+def test_windowed_cascaded_attention_kernels_are_the_operators_its_model_runs(hw, window):
+    """EfficientViT's window attention runs every window through each operator as one batch:
+    one kernel per operator (each cascaded head timed on all windows at once), not one per
+    window, which would count each operator's fixed cost once per window."""
+    import onnx
+
+    from nas.blocks.efficientvit_msra import EfficientViTMSRALayer
+    from nas.blocks.nn import build_block
+
+    layer = EfficientViTMSRALayer("s1.l0", hw, 32, 4, 8, 2, "softmax", "relu", window)
+    windows = layer.window_grid**2
+    assert windows == 4
+    graph = layer_operator_graph(layer)
+    kernels = split_kernels(graph, FusionRules())
+    block = build_block(layer).eval()
+    image = torch.randn(1, layer.width, hw, hw)
+    ops = [node.op_type for node in onnx.load_from_string(onnx_bytes(block, (image,))).graph.node]
+    assert sum(d["op"] in ("conv", "dwconv", "pwconv") for _, d in graph.nodes(data=True)) == (
+        ops.count("Conv")
+    )
+    heads = [k.spec for k in kernels if k.kind == "cga-head"]
+    assert len(heads) == layer.heads == ops.count("Softmax")
+    assert all(h.get("windows") == windows for h in heads)
+    assert sum(k.kind == "window-partition" for k in kernels) == 1
+    assert sum(k.kind == "window-merge" for k in kernels) == 1
+    # the head's kernel module runs every window: the batch of the model's heads
+    module, inputs = kernel_module(heads[1], batch=1)
+    assert inputs[0].shape == (windows, layer.v_dim, window, window)
+    assert len(inputs) == 2  # a cascaded head also takes the previous head's output
+    assert module(*inputs).numel() == 1

@@ -15,9 +15,10 @@ attention kind of a head shares one query projection.
 With the stage's ``window`` set (EfficientViT's 7), a map wider than the window is padded with
 zeros at the bottom and right to a whole number of ``window`` x ``window`` windows and the
 cascaded group attention (projections, query convs, attention, output projection) runs on each
-window alone, as EfficientViT's local window attention; smaller maps attend globally. Without it
-(0, the default) attention is global on every map. Cutting the map into windows and putting them
-back are latency units (``window-partition``, ``window-merge``).
+window alone, as EfficientViT's local window attention, the windows stacked along the batch (one
+kernel per operator for all windows); smaller maps attend globally. Without it (0, the default)
+attention is global on every map. Cutting the map into windows and putting them back are latency
+units (``window-partition``, ``window-merge``).
 
 Cascaded group attention is not an attention kind of the registry: attention kinds compute a core
 from queries, keys and values projected from the whole input, while each cascaded head projects
@@ -88,11 +89,18 @@ class EfficientViTMSRALayer(SameShape):
     def hidden(self) -> int:
         return self.width * self.mlp_ratio
 
+    @property
+    def tiled_side(self) -> int:
+        """Side of the map the windows tile (the map padded to whole windows), or of the map."""
+        return self.window_grid * self.attention_side
+
     def head_view(self) -> SimpleNamespace:
-        """One head as the attention kinds' graphs read a layer."""
+        """One head as the attention kinds' graphs read a layer: the windows, which share the
+        head's weights, as heads of one position-bias table."""
         return SimpleNamespace(
             hw=self.attention_side,
-            heads=1,
+            heads=self.window_grid**2,
+            position_tables=1,
             head_dim=self.key_dim,
             v_dim=self.v_dim,
             uses_position_bias=attention_kind(self.attention).position_bias,
@@ -188,56 +196,65 @@ class EfficientViTMSRA(Transformer):
         c, hw = layer.width, layer.hw
         shape = (c, hw, hw)
         if not layer.window:
-            out = self._cascade(b, layer, x, "", False)
+            out = self._cascade(b, layer, x)
         else:
-            w = layer.window
-            count = layer.window_grid**2
-            features = {"c": c, "hw": hw, "window": w}
+            features = {"c": c, "hw": hw, "window": layer.window}
+            tiled = (c, layer.tiled_side, layer.tiled_side)
             with b.unit("window-partition", **features):
-                windows = [
-                    b.op(f"attn.window{j}", "slice", [x], shape, (c, w, w)) for j in range(count)
-                ]
-            outs = [
-                self._cascade(b, layer, node, f"window{j}", j > 0) for j, node in enumerate(windows)
-            ]
+                windows = b.op("attn.windows", "reshape", [x], shape, tiled)
+            out = self._cascade(b, layer, windows)
             with b.unit("window-merge", **features):
-                out = b.op("attn.merge", "concat", outs, (c, w, w), shape)
+                out = b.op("attn.merge", "reshape", [out], tiled, shape)
         return b.op("attn.add", "add", [out, x], shape, shape)
 
-    def _cascade(self, b, layer: EfficientViTMSRALayer, x: str, window: str, shared: bool) -> str:
-        """The cascaded heads, concat, activation and projection on node ``x`` (the map, or one
-        window of it named ``window``, whose weights are an earlier window's when ``shared``)."""
+    def _cascade(self, b, layer: EfficientViTMSRALayer, x: str) -> str:
+        """The cascaded heads, concat, activation and projection on node ``x``: the map, or its
+        windows as one batch (as the model runs them: one kernel per operator, not one per
+        window). The windows' nodes have the shape of the map they tile, which gives each
+        operator its work; a head's attention core sees each window apart, the windows as extra
+        heads."""
         c, side, kd, dv = layer.width, layer.attention_side, layer.key_dim, layer.v_dim
-        n, shape, head_shape = side * side, (c, side, side), (dv, side, side)
+        windows, span = layer.window_grid**2, layer.tiled_side
+        n, shape, head_shape = side * side, (c, span, span), (dv, span, span)
         kind = attention_kind(layer.attention)
-        prefix = f"{window}." if window else ""
+        features = {"side": side, "key_dim": kd, "v_dim": dv, "attention": kind.name}
+        if windows > 1:
+            features["windows"] = windows
         outputs: list[str] = []
         for i in range(layer.heads):
-            features = {"side": side, "key_dim": kd, "v_dim": dv, "attention": kind.name}
             with (
-                b.copy(f"{prefix}head{i}", shares_weights=shared),
+                b.copy(f"head{i}", shares_weights=False),
                 b.unit("cga-head", **features, cascade=int(i > 0)),
             ):
                 feat = b.op("attn.split", "slice", [x], shape, head_shape)
                 if outputs:
                     feat = b.op("attn.cascade", "add", [feat, outputs[-1]], head_shape, head_shape)
-                qkv, _ = b.conv_bn_act("attn.qkv", feat, dv, 2 * kd + dv, 1, 1, side, None)
-                q = b.op("attn.q", "slice", [qkv], (2 * kd + dv, side, side), (kd, side, side))
-                q, _ = b.conv_bn_act("attn.q_dw", q, kd, kd, QUERY_KERNEL, 1, side, None, True)
-                q = b.op("attn.q_tokens", "reshape", [q], (kd, side, side), (1, n, kd))
+                qkv, _ = b.conv_bn_act("attn.qkv", feat, dv, 2 * kd + dv, 1, 1, span, None)
+                q = b.op("attn.q", "slice", [qkv], (2 * kd + dv, span, span), (kd, span, span))
+                q, _ = b.conv_bn_act("attn.q_dw", q, kd, kd, QUERY_KERNEL, 1, span, None, True)
+                q = b.op("attn.q_tokens", "reshape", [q], (kd, span, span), (windows, n, kd))
                 kv = b.op(
-                    "attn.kv_tokens", "reshape", [qkv], (2 * kd + dv, side, side), (1, n, kd + dv)
+                    "attn.kv_tokens",
+                    "reshape",
+                    [qkv],
+                    (2 * kd + dv, span, span),
+                    (windows, n, kd + dv),
                 )
                 if kind.score_dim is not None and kind.score_dim != kd:  # summed query channels
-                    q = b.op("attn.q_score", "reduce_sum", [q], (1, n, kd), (1, n, kind.score_dim))
+                    q = b.op(
+                        "attn.q_score",
+                        "reduce_sum",
+                        [q],
+                        (windows, n, kd),
+                        (windows, n, kind.score_dim),
+                    )
                 out = kind.graph(b, layer.head_view(), q, kv, kv)
-                outputs.append(b.op("attn.image", "reshape", [out], (1, n, dv), head_shape))
-        with b.copy(window, shares_weights=shared):
-            node = outputs[0]
-            if len(outputs) > 1:
-                node = b.op("attn.concat", "concat", outputs, head_shape, shape)
-            node = b.op("attn.act", layer.activation, [node], shape, shape)
-            node, _ = b.conv_bn_act("attn.proj", node, c, c, 1, 1, side, None)
+                outputs.append(b.op("attn.image", "reshape", [out], (windows, n, dv), head_shape))
+        node = outputs[0]
+        if len(outputs) > 1:
+            node = b.op("attn.concat", "concat", outputs, head_shape, shape)
+        node = b.op("attn.act", layer.activation, [node], shape, shape)
+        node, _ = b.conv_bn_act("attn.proj", node, c, c, 1, 1, span, None)
         return node
 
     def table_keys(self, table: str, layer: EfficientViTMSRALayer) -> list[str] | None:

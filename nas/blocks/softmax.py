@@ -35,7 +35,7 @@ class Softmax(AttentionKind):
                 [scores],
                 (heads, n, n),
                 (heads, n, n),
-                params=heads * (2 * layer.hw - 1) ** 2,
+                params=layer.position_tables * (2 * layer.hw - 1) ** 2,
             )
         probs = b.op("attn.softmax", "softmax", [scores], (heads, n, n), (heads, n, n))
         return b.op(

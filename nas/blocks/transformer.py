@@ -72,6 +72,11 @@ class TransformerLayer(SameShape):
         return self.position_bias and attention_kind(self.attention).position_bias
 
     @property
+    def position_tables(self) -> int:
+        """Learned position-bias tables: one per head."""
+        return self.heads
+
+    @property
     def v_dim(self) -> int:
         """Value channels per head."""
         return self.head_dim * self.v_scale

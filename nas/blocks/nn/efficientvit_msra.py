@@ -240,9 +240,10 @@ class CascadeHeadUnit(nn.Module):
 
 def cga_head_kernel(spec, batch: int):
     """A cascaded head as a standalone module, and its inputs (its split, and the previous
-    head's output when it is not the first)."""
+    head's output when it is not the first; of every window, stacked along the batch, where the
+    head attends over ``windows`` windows)."""
     f = spec.feature_dict()
     head = CascadeHead(f["side"], f["key_dim"], f["v_dim"], f["attention"])
-    shape = (batch, f["v_dim"], f["side"], f["side"])
+    shape = (batch * f.get("windows", 1), f["v_dim"], f["side"], f["side"])
     inputs = tuple(torch.randn(shape) for _ in range(1 + f["cascade"]))
     return CascadeHeadUnit(head), inputs
