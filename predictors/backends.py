@@ -18,11 +18,12 @@ zero-argument callable that runs one inference, and describes the software it ru
         # optional: convert (key, build) pairs in ``jobs`` worker processes before timing
         def convert_ahead(self, modules, jobs: int, progress: bool) -> None
 
-Three backends are registered: ``torch`` (eager, CPU, ``torch.inference_mode``; fp32 only),
+Four backends are registered: ``torch`` (eager, CPU, ``torch.inference_mode``; fp32 only),
 ``onnxruntime`` (CPU execution provider; the module is exported with the same settings as
-:func:`nas.extract.export_onnx`; int8 through :mod:`predictors.qdq`) and ``executorch``
-(XNNPACK-delegated programs, :mod:`predictors.executorch_backend`; int8 through PT2E). To add one
-(LiteRT, ...), implement the protocol -- ``prepare`` converts the module and returns a callable
+:func:`nas.extract.export_onnx`; int8 through :mod:`predictors.qdq`), ``executorch``
+(XNNPACK-delegated programs, :mod:`predictors.executorch_backend`; int8 through PT2E) and
+``tflite`` (LiteRT flatbuffers on XNNPACK, :mod:`predictors.tflite_backend`; int8 through PT2E).
+To add one (Core ML, ...), implement the protocol -- ``prepare`` converts the module and returns a callable
 that invokes it once -- in a module of its own and call :func:`register_backend` (with a
 :func:`lazy` factory, the module is imported only when the backend is used); every command then
 accepts ``--backend NAME``. Devices that cannot run Python (phones) are measured through
@@ -364,7 +365,10 @@ class ConversionCache:
             if self._pool is not None:
                 self._pool[1].shutdown()
             pool = ProcessPoolExecutor(
-                jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread
+                jobs,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker,
+                initargs=(os.getpid(),),
             )
             weakref.finalize(self, pool.shutdown)
             self._pool = (jobs, pool)
@@ -379,8 +383,18 @@ def convert_ahead(backend, modules: Sequence[tuple[str, Any]], jobs: int, progre
         ahead(modules, jobs, progress)
 
 
-def _one_thread() -> None:
-    """Conversion workers run side by side: one torch thread each."""
+def _init_worker(parent: int) -> None:
+    """Conversion workers run side by side, one torch thread each, and end with the process that
+    started them: killed (SIGTERM, SIGKILL), it cannot shut its pool down, and its workers would
+    wait for work forever, holding their memory."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
     import torch
 
     torch.set_num_threads(1)
@@ -498,8 +512,98 @@ class OnnxRuntimeBackend:
         }
 
 
+class ConvertingBackend:
+    """The frame of a backend whose conversions take seconds (``executorch``, ``tflite``):
+    converted models are cached per key across passes, and ``convert_ahead`` converts many in
+    worker processes before they are timed. A subclass sets ``name``, ``suffix`` (of spilled
+    files), ``convert`` (a module-level ``(precision, build) -> (bytes, inputs)``, so that worker
+    processes can run it), ``runner(data, inputs)`` (``data``: bytes or a spilled file) and
+    ``versions()`` (the software it runs on, for the profile's environment)."""
+
+    name: str
+    suffix: str
+
+    def __init__(self, threads: int = 1, batch: int = 1, precision: str = "fp32"):
+        check_settings(threads, batch, precision)
+        self.threads, self.batch, self.precision = threads, batch, precision
+        self._cache = ConversionCache(self.suffix)
+
+    @staticmethod
+    def convert(precision: str, build: Callable[[], tuple[Any, tuple]]) -> tuple[bytes, tuple]:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def runner(self, data: bytes | Path, inputs: tuple) -> Runner:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def versions(self) -> dict[str, Any]:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def _converter(self, build) -> Callable[[], tuple[bytes, tuple]]:
+        from functools import partial
+
+        return partial(type(self).convert, self.precision, build)
+
+    def prepare(self, module, inputs) -> Runner:
+        inputs = tuple(inputs)
+        return self.runner(*self._converter(lambda: (module, inputs))())
+
+    def prepare_cached(self, key: str, build) -> Runner:
+        return self.runner(*self._cache.get(key, self._converter(build)))
+
+    def convert_ahead(self, modules: Sequence[tuple[str, Any]], jobs: int, progress: bool) -> None:
+        """Convert the (key, build) ``modules`` not cached yet in ``jobs`` worker processes (each
+        ``build`` must pickle); :meth:`prepare_cached` then finds them ready."""
+        self._cache.fill([(key, self._converter(build)) for key, build in modules], jobs, progress)
+
+    def timing_context(self):
+        return contextlib.nullcontext()
+
+    def environment(self) -> dict[str, Any]:
+        return {
+            **machine_environment(),
+            "backend": self.name,
+            **self.versions(),
+            "threads": self.threads,
+            "batch": self.batch,
+            "precision": self.precision,
+        }
+
+
 #: Random draws (besides a kernel's own inputs) that calibrate its int8 ranges.
 CALIBRATION_DRAWS = 4
+
+
+def pt2e_quantize(
+    module,
+    inputs: tuple,
+    quantizer,
+    calibration: Sequence[tuple] = (),
+    fold_quantize: bool = True,
+):
+    """``module`` captured by ``torch.export`` for fixed-shape ``inputs`` and quantized by the
+    PT2E ``quantizer`` (annotations set: a runtime's int8 scheme), calibrated on ``calibration``
+    (tuples like ``inputs``), else on ``inputs`` and :data:`CALIBRATION_DRAWS` standard-normal
+    draws like them."""
+    import torch
+
+    from nas.runtimes import quiet
+
+    with quiet():
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+        graph = torch.export.export(module, tuple(inputs)).module()
+        prepared = prepare_pt2e(graph, quantizer)
+        if not calibration:
+            generator = torch.Generator().manual_seed(0)
+            draws = [
+                tuple(torch.randn(t.shape, generator=generator) for t in inputs)
+                for _ in range(CALIBRATION_DRAWS)
+            ]
+            calibration = [tuple(inputs), *draws]
+        with torch.no_grad():
+            for batch in calibration:
+                prepared(*batch)
+        return convert_pt2e(prepared, fold_quantize=fold_quantize)
 
 
 def lazy(module: str, attribute: str) -> Callable[..., Backend]:
@@ -525,6 +629,7 @@ def register_backend(name: str, factory: Callable[..., Backend]) -> None:
 
 
 register_backend("executorch", lazy("predictors.executorch_backend", "ExecuTorchBackend"))
+register_backend("tflite", lazy("predictors.tflite_backend", "TfliteBackend"))
 
 
 def backend_names() -> list[str]:

@@ -42,7 +42,8 @@ def register(subparsers) -> None:
     p.add_argument(
         "--backend",
         required=True,
-        help="onnxruntime, torch or executorch (XNNPACK, the CPU kernels of ExecuTorch on phones)",
+        help="onnxruntime, torch, executorch (XNNPACK, the CPU kernels of ExecuTorch on phones) "
+        "or tflite (LiteRT's interpreter, XNNPACK too)",
     )
     p.add_argument("--space", required=True, help=space_help)
     p.add_argument("--out", required=True, help="profile JSON; rerun the same command to resume")
@@ -53,7 +54,7 @@ def register(subparsers) -> None:
         default="fp32",
         choices=["fp32", "int8"],
         help="int8: time quantized kernels (onnxruntime: static QDQ; executorch: PT2E with the "
-        "XNNPACK quantizer), so that `nas search` targets the latency of the int8 model "
+        "XNNPACK quantizer; tflite: PT2E with litert-torch's quantizer), so that `nas search` targets the latency of the int8 model "
         "(default fp32)",
     )
     p.add_argument(
@@ -111,8 +112,8 @@ def register(subparsers) -> None:
         "--jobs",
         type=int,
         default=1,
-        help="executorch: worker processes lowering each chunk of kernels to programs ahead of timing, one "
-        "CPU each; nothing is timed while they run (default 1: lower each one when it is timed)",
+        help="executorch, tflite: worker processes converting each chunk of kernels ahead of timing, one "
+        "CPU each; nothing is timed while they run (default 1: convert each one when it is timed)",
     )
     p.set_defaults(func=cmd_measure)
 
@@ -214,8 +215,8 @@ def register(subparsers) -> None:
         "--jobs",
         type=int,
         default=1,
-        help="executorch: worker processes lowering the subnets to programs ahead of timing, one "
-        "CPU each; nothing is timed while they run (default 1: lower each one when it is timed)",
+        help="executorch, tflite: worker processes converting the subnets ahead of timing, one "
+        "CPU each; nothing is timed while they run (default 1: convert each one when it is timed)",
     )
     p.set_defaults(func=cmd_validate)
 

@@ -16,9 +16,7 @@ The same functions lower and load the ``.pte`` files of ``nas extract --format e
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +26,9 @@ from torch import nn
 from nas.errors import InputError
 from nas.runtimes import quiet, require, require_installed
 from predictors.backends import (
-    CALIBRATION_DRAWS,
-    ConversionCache,
+    ConvertingBackend,
     Runner,
-    check_settings,
-    machine_environment,
+    pt2e_quantize,
 )
 
 
@@ -111,29 +107,16 @@ def quantize_module(
     module: nn.Module, inputs: tuple[torch.Tensor, ...], calibration: Sequence[tuple] = ()
 ) -> nn.Module:
     """``module`` with PT2E int8 (XNNPACKQuantizer) for fixed-shape ``inputs``, calibrated on
-    ``calibration`` (tuples like ``inputs``), else on ``inputs`` and random draws like them."""
+    ``calibration`` (tuples like ``inputs``), else on ``inputs`` and a few random draws like them."""
     with quiet():
         require("executorch")
         from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
             XNNPACKQuantizer,
             get_symmetric_quantization_config,
         )
-        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
         config = get_symmetric_quantization_config(is_per_channel=True)
-        graph = torch.export.export(module, tuple(inputs)).module()
-        prepared = prepare_pt2e(graph, XNNPACKQuantizer().set_global(config))
-        if not calibration:
-            generator = torch.Generator().manual_seed(0)
-            draws = [
-                tuple(torch.randn(t.shape, generator=generator) for t in inputs)
-                for _ in range(CALIBRATION_DRAWS)
-            ]
-            calibration = [tuple(inputs), *draws]
-        with torch.no_grad():
-            for batch in calibration:
-                prepared(*batch)
-        return convert_pt2e(prepared)
+        return pt2e_quantize(module, inputs, XNNPACKQuantizer().set_global(config), calibration)
 
 
 def precision_program(precision: str, module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> bytes:
@@ -151,18 +134,17 @@ def _convert(precision: str, build) -> tuple[bytes, tuple[torch.Tensor, ...]]:
     return precision_program(precision, module, inputs), inputs
 
 
-class ExecuTorchBackend:
+class ExecuTorchBackend(ConvertingBackend):
     """ExecuTorch with the XNNPACK delegate, on this machine's CPU."""
 
-    name = "executorch"
+    name, suffix = "executorch", ".pte"
+    convert = staticmethod(_convert)
 
     def __init__(self, threads: int = 1, batch: int = 1, precision: str = "fp32"):
-        check_settings(threads, batch, precision)
+        super().__init__(threads, batch, precision)
         require_installed("executorch")
-        self.threads, self.batch, self.precision = threads, batch, precision
-        self._cache = ConversionCache(".pte")
 
-    def _runner(self, data: bytes | Path, inputs: tuple[torch.Tensor, ...]) -> Runner:
+    def runner(self, data: bytes | Path, inputs: tuple[torch.Tensor, ...]) -> Runner:
         program = Program(data, self.threads)
         inputs = [standard_layout(t) for t in inputs]
 
@@ -171,33 +153,12 @@ class ExecuTorchBackend:
 
         return run
 
-    def prepare(self, module, inputs) -> Runner:
-        inputs = tuple(inputs)
-        return self._runner(precision_program(self.precision, module, inputs), inputs)
-
-    def prepare_cached(self, key: str, build) -> Runner:
-        return self._runner(*self._cache.get(key, partial(_convert, self.precision, build)))
-
-    def convert_ahead(self, modules: Sequence[tuple[str, Any]], jobs: int, progress: bool) -> None:
-        """Lower the (key, build) ``modules`` not cached yet in ``jobs`` worker processes (each
-        ``build`` must pickle); :meth:`prepare_cached` then finds them ready."""
-        items = [(key, partial(_convert, self.precision, build)) for key, build in modules]
-        self._cache.fill(items, jobs, progress)
-
-    def timing_context(self):
-        return contextlib.nullcontext()
-
-    def environment(self) -> dict[str, Any]:
+    def versions(self) -> dict[str, Any]:
         from importlib.metadata import version
 
         return {
-            **machine_environment(),
-            "backend": self.name,
             "executorch": version("executorch"),
             "torchao": version("torchao"),
             "torch": torch.__version__,
             "delegate": "XNNPACK",
-            "threads": self.threads,
-            "batch": self.batch,
-            "precision": self.precision,
         }

@@ -239,7 +239,7 @@ class MeasurementJob:
                 "resume with the same settings or give another --out"
             )
         env = self.backend.environment()
-        for key in ("cpu", "onnxruntime", "torch", "executorch"):
+        for key in ("cpu", "onnxruntime", "torch", "executorch", "litert-torch", "ai-edge-litert"):
             if key in env and profile.environment.get(key) not in (None, env[key]):
                 raise MeasureSettingsError(
                     f"{self.out} was measured with {key} = {profile.environment.get(key)!r}; "

@@ -308,6 +308,43 @@ def test_an_int8_executorch_profile_records_its_precision(nas, tiny_world, tmp_p
     assert profile["environment"]["delegate"] == "XNNPACK"
 
 
+@pytest.mark.slow  # every kernel converted twice (fp32 graph, then int8): minutes on two cores
+def test_an_int8_tflite_profile_records_its_precision(nas, tiny_world, tmp_path):
+    profile = _measure_int8(nas, tiny_world, tmp_path, "tflite")
+    assert profile["environment"]["delegate"] == "XNNPACK"
+    assert profile["environment"]["litert-torch"] and profile["environment"]["ai-edge-litert"]
+
+
+@pytest.mark.slow  # a profile and a validation converted kernel by kernel: minutes on two cores
+def test_a_tflite_profile_is_measured_and_validated_through_the_cli(nas, tiny_world, tmp_path):
+    shutil.copy(tiny_world.space, tmp_path / "tiny.yaml")
+    measure = ["device", "measure", "--backend", "tflite", *MEASURE_SMALL, "--out", "t.json"]
+    _ok(nas, tmp_path, *measure, "--jobs", "2")
+    profile = json.loads((tmp_path / "t.json").read_text())
+    assert profile["backend"] == "tflite" and profile["device"].endswith("/ tflite / 1 thread(s)")
+    assert profile["kernels"] and all(k["ms"] > 0 for k in profile["kernels"])
+    out = _ok(nas, tmp_path, "device", "validate", "--profile", "t.json", "--n", "3", "--out", "v")
+    assert "3 subnets" in out and (tmp_path / "v/report.json").is_file()
+
+
+def test_tflite_backend_times_the_module_it_was_given():
+    """The ``tflite`` backend's runner invokes the converted module with the given inputs in
+    the module's argument order (inputs of three shapes), and computes what torch computes."""
+    import torch
+
+    from predictors.backends import get_backend
+
+    class Three(torch.nn.Module):
+        def forward(self, a, b, c):
+            return a @ b + c
+
+    inputs = (torch.randn(1, 3, 5), torch.randn(1, 5, 2), torch.randn(1, 3, 2))
+    runner = get_backend("tflite").prepare(Three().eval(), inputs)
+    interpreter = runner()
+    out = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    np.testing.assert_allclose(out, Three()(*inputs).numpy(), atol=1e-5)
+
+
 def test_search_reports_the_int8_accuracy_of_its_winners_measured_once(nas, world):
     """--quantized-accuracy: the search ranks by fp32, then the shortlist of feasible winners is
     measured in int8 (ONNX Runtime QDQ) on the validation split, cached in the run folder."""

@@ -276,3 +276,67 @@ def test_executorch_programs_lowered_by_worker_processes_are_the_ones_lowered_he
         assert all(torch.equal(a, b) for a, b in zip(stored_inputs, inputs, strict=True))
         runner = backend.prepare_cached(key, not_again)
         assert torch.allclose(runner()[0], module(*inputs), atol=1e-5)
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds processes through /proc")
+def test_conversion_workers_end_when_the_command_is_killed():
+    """`--jobs N` workers of a killed `nas device measure` / `validate` (SIGKILL, or SIGTERM,
+    which leaves no time to shut the pool down) end by themselves instead of waiting for work
+    forever with the memory of their conversions."""
+    import os
+    import sys
+
+    script = (
+        "import time\nfrom functools import partial\n"
+        "from predictors.backends import ConversionCache\n"
+        "items = [(k, partial(time.sleep, 120)) for k in 'ab']\n"
+        "ConversionCache('.bin').fill(items, jobs=2)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 120
+        workers: list[int] = []
+        while len(workers) < 2 and time.monotonic() < deadline:  # the pool's workers are up
+            time.sleep(0.5)
+            workers = [p for p in _children(parent.pid) if "spawn_main" in _cmdline(p)]
+        assert len(workers) == 2
+        time.sleep(3)  # each is in its initializer or waiting on its sleep
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 30
+    while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    left = [p for p in workers if _alive(p)]
+    for p in left:
+        os.kill(p, signal.SIGKILL)
+    assert not left, "conversion workers outlived the killed command"
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _alive(pid: int) -> bool:
+    """``pid`` exists and is not a zombie."""
+    try:
+        fields = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[0] != "Z"

@@ -21,25 +21,30 @@ from nas.runs import replace_atomic
 from nas.runtimes import quiet, require
 
 
-def _convert(module: nn.Module, x: torch.Tensor, path: Path, quant_config=None) -> Path:
-    x = x.clone(memory_format=torch.contiguous_format)  # row-major, whatever its strides said
+def flatbuffer_bytes(module: nn.Module, inputs: tuple[torch.Tensor, ...], quantizer=None) -> bytes:
+    """``module`` on fixed-shape ``inputs`` as a LiteRT flatbuffer; a PT2E-converted graph with
+    the ``quantizer`` that annotated it gives an int8 flatbuffer."""
+    inputs = tuple(t.clone(memory_format=torch.contiguous_format) for t in inputs)  # row-major
     error = None
     with quiet():  # the converter prints its progress
         require("litert_torch")
         import litert_torch
 
+        quant_config = None
+        if quantizer is not None:
+            from litert_torch.quantize.quant_config import QuantConfig
+
+            quant_config = QuantConfig(pt2e_quantizer=quantizer)
         try:
-            edge = litert_torch.convert(module, (x,), quant_config=quant_config)
+            return litert_torch.convert(module, inputs, quant_config=quant_config).model_content()
         except Exception as err:  # the converter raises many types
             error = f"{type(err).__name__}: {' '.join(str(err).split())[:300]}"
-    if error:
-        raise ExportError(f"litert-torch cannot convert this model: {error}")
+    raise ExportError(f"litert-torch cannot convert this model: {error}")
 
-    def save(tmp: Path) -> None:
-        with quiet():
-            edge.export(str(tmp))
 
-    return replace_atomic(path, save)
+def _convert(module: nn.Module, x: torch.Tensor, path: Path, quantizer=None) -> Path:
+    data = flatbuffer_bytes(module, (x,), quantizer)
+    return replace_atomic(path, lambda tmp: tmp.write_bytes(data))
 
 
 def write(
@@ -47,12 +52,6 @@ def write(
 ) -> Path:
     x = example[:1].expand(batch or 1, *example.shape[1:]).contiguous()
     return _convert(model.eval(), x, Path(path))
-
-
-def _lower_quantized(graph, x: torch.Tensor, path: Path, quantizer) -> Path:
-    from litert_torch.quantize.quant_config import QuantConfig
-
-    return _convert(graph, x, path, QuantConfig(pt2e_quantizer=quantizer))
 
 
 class LoadedFlatbuffer:
@@ -106,7 +105,8 @@ class LoadedFlatbuffer:
         return out
 
 
-def quantizer(model: nn.Module, example: torch.Tensor, calibration: torch.Tensor) -> Pt2eQuantizer:
+def quantization_config():
+    """litert-torch's PT2E quantizer and its int8 scheme (symmetric, per-channel weights)."""
     with quiet():
         require("litert_torch")
         from litert_torch.quantize.pt2e_quantizer import (
@@ -114,13 +114,18 @@ def quantizer(model: nn.Module, example: torch.Tensor, calibration: torch.Tensor
             get_symmetric_quantization_config,
         )
 
+    return PT2EQuantizer(), get_symmetric_quantization_config(is_per_channel=True)
+
+
+def quantizer(model: nn.Module, example: torch.Tensor, calibration: torch.Tensor) -> Pt2eQuantizer:
+    fresh, config = quantization_config()
     return Pt2eQuantizer(
         model,
         example,
         calibration,
-        PT2EQuantizer,
-        get_symmetric_quantization_config(is_per_channel=True),
-        _lower_quantized,
+        type(fresh),
+        config,
+        _convert,
         "PT2E static int8, litert-torch PT2EQuantizer (symmetric, per-channel weights)",
         fold_quantize=False,
     )
