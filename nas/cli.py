@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from nas.arch import Arch, ArchError
-from nas.errors import InputError
+from nas.errors import InputError, WorkFailed
 from nas.options import (
     EXIT_BAD_INPUT,
     OneLineParser,
@@ -801,6 +801,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as err:
         print(f"nas: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except WorkFailed as err:
+        print(f"nas: error: {_one_line(err)}", file=sys.stderr)
+        return 1
     except BrokenPipeError:
         sys.stderr.close()
     except OSError as err:

@@ -340,3 +340,30 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return fields[0] != "Z"
+
+
+def test_a_conversion_worker_that_dies_ends_the_work_with_one_line(monkeypatch, capsys):
+    """A `--jobs` worker killed mid-conversion (the system, for memory) ends the command with
+    one line naming what happened and what to do (exit 1), not a BrokenProcessPool traceback."""
+    import argparse
+    import os
+    from functools import partial
+
+    import nas.cli
+    from predictors.backends import ConversionCache, ConversionWorkerError
+
+    cache = ConversionCache(".bin")
+    with pytest.raises(ConversionWorkerError) as raised:
+        cache.fill([(key, partial(os._exit, 3)) for key in "abc"], jobs=2)
+    assert "worker process died" in str(raised.value) and "fewer --jobs" in str(raised.value)
+    assert cache._pool is None  # a later fill starts fresh workers
+
+    def dies(args):
+        raise raised.value
+
+    parser = argparse.ArgumentParser()
+    parser.set_defaults(func=dies)
+    monkeypatch.setattr(nas.cli, "build_parser", lambda: parser)
+    assert nas.cli.main([]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "worker process died" in err
