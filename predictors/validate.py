@@ -169,11 +169,12 @@ def validate(
     from predictors.backends import backend_names
 
     profile = predictor.profile
-    if profile.backend not in backend_names():
+    if profile.backend not in backend_names() or profile.source != "measured":
         raise ValidationError(
             f"profile {profile.device!r} is for backend {profile.backend!r}, which cannot run on "
-            f"this machine (backends here: {', '.join(backend_names())}); validate it on its "
-            "device by timing whole models from `nas device export-suite`"
+            f"this machine (it holds {profile.source} timings of another device; backends here: "
+            f"{', '.join(backend_names())}); validate it on its device by timing whole models "
+            "from `nas device export-suite`"
         )
     if n < 2:
         raise InputError(f"--n {n}: validation needs at least 2 subnets")
