@@ -396,7 +396,7 @@ class ConversionCache:
 
 def convert_ahead(backend, modules: Sequence[tuple[str, Any]], jobs: int, progress: bool) -> None:
     """Have ``backend`` convert the (key, build) ``modules`` in ``jobs`` worker processes before
-    they are timed, where its conversions are slow enough to have it (executorch)."""
+    they are timed, where its conversions are slow enough to have it (executorch, tflite)."""
     ahead = getattr(backend, "convert_ahead", None)
     if ahead is not None and jobs > 1:
         ahead(modules, jobs, progress)

@@ -164,7 +164,7 @@ def validate(
     :meth:`LatencyPredictor.recalibrated`); the report keeps the figures without it too.
 
     ``jobs`` worker processes convert the subnets before any is timed (executorch: lowering a
-    subnet takes far longer than timing it).
+    subnet takes far longer than timing it; tflite likewise).
     """
     from predictors.backends import backend_names
 
