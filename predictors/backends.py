@@ -51,6 +51,8 @@ import os
 import platform
 import tempfile
 import time
+import weakref
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -298,8 +300,9 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-#: Conversions a worker process runs before a fresh one takes its place: lowering leaks memory
-#: (an ExecuTorch worker lowering elasticvit subnets at 160 px grew past 9 GB in 50 of them).
+#: Conversions a worker process runs before a fresh one takes its place (:class:`ConversionWorker`):
+#: lowering leaks memory (an ExecuTorch worker lowering elasticvit subnets at 160 px grew past
+#: 9 GB in 50 of them).
 WORKER_TASKS = 8
 
 
@@ -320,7 +323,7 @@ class ConversionCache:
         self._entries: dict[str, tuple[bytes | Path, Any]] = {}
         self._bytes = 0
         self._spill: tempfile.TemporaryDirectory | None = None
-        self._pool = None
+        self._pool: list[ConversionWorker] = []
 
     def get(self, key: str, convert: Callable[[], tuple[bytes, Any]]) -> tuple[bytes | Path, Any]:
         """The model stored under ``key``, converted by ``convert()`` (model, inputs) if new."""
@@ -351,47 +354,90 @@ class ConversionCache:
         processes (one torch thread each); each ``convert`` must pickle (a module-level function
         or a ``functools.partial`` of one). With one job, or one item, nothing happens here:
         :meth:`get` converts on first use. The workers stay up for later calls."""
-        todo = {key: convert for key, convert in items if key not in self._entries}
+        todo = deque((key, convert) for key, convert in items if key not in self._entries)
         if jobs < 2 or len(todo) < 2:
             return
-        from concurrent.futures import as_completed
+        from concurrent.futures import FIRST_COMPLETED, wait
         from concurrent.futures.process import BrokenProcessPool
 
         from tqdm import tqdm
 
-        pool = self._workers(jobs)
-        futures = {pool.submit(convert): key for key, convert in todo.items()}
-        with tqdm(total=len(futures), desc="converting", disable=not progress, leave=False) as bar:
+        workers = self._workers(jobs)
+        running: dict[Any, tuple[str, ConversionWorker]] = {}
+
+        def start(worker: ConversionWorker) -> None:
+            key, convert = todo.popleft()
+            running[worker.submit(convert)] = (key, worker)
+
+        total = len(todo)
+        with tqdm(total=total, desc="converting", disable=not progress, leave=False) as bar:
             try:
-                for future in as_completed(futures):
-                    self._store(futures[future], *future.result())
-                    bar.update(1)
+                for worker in workers[:total]:
+                    start(worker)
+                while running:
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        key, worker = running.pop(future)
+                        self._store(key, *future.result())
+                        bar.update(1)
+                        if todo:
+                            start(worker)
             except BrokenProcessPool:
-                self._pool = None
+                self.close_workers()
                 raise ConversionWorkerError(
                     f"a conversion worker process died (killed for memory?) with "
-                    f"{len(futures) - bar.n} of {len(futures)} conversions left; "
-                    "rerun with fewer --jobs"
+                    f"{total - bar.n} of {total} conversions left; rerun with fewer --jobs"
                 ) from None
 
-    def _workers(self, jobs: int):
+    def _workers(self, jobs: int) -> list[ConversionWorker]:
+        if len(self._pool) != jobs:
+            self.close_workers()
+            self._pool = [ConversionWorker() for _ in range(jobs)]
+            weakref.finalize(self, ConversionCache._close, self._pool)
+        return self._pool
+
+    def close_workers(self) -> None:
+        """End the worker processes (a later :meth:`fill` starts fresh ones)."""
+        self._close(self._pool)
+        self._pool = []
+
+    @staticmethod
+    def _close(workers: list[ConversionWorker]) -> None:
+        for worker in workers:
+            worker.close()
+
+
+class ConversionWorker:
+    """One conversion worker process, given one conversion at a time and replaced by a fresh
+    process after :data:`WORKER_TASKS` of them. (Not ``ProcessPoolExecutor``'s
+    ``max_tasks_per_child``: with more work queued than workers, Python 3.11-3.13 break the pool
+    when a worker reaches its limit, cpython#115634.)"""
+
+    def __init__(self):
+        self._executor = None
+        self._tasks = 0
+
+    def submit(self, convert: Callable[[], tuple[bytes, Any]]):
         import multiprocessing
-        import weakref
         from concurrent.futures import ProcessPoolExecutor
 
-        if self._pool is None or self._pool[0] != jobs:
-            if self._pool is not None:
-                self._pool[1].shutdown()
-            pool = ProcessPoolExecutor(
-                jobs,
+        if self._tasks >= WORKER_TASKS:
+            self.close()
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(
+                1,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_init_worker,
                 initargs=(os.getpid(),),
-                max_tasks_per_child=WORKER_TASKS,
             )
-            weakref.finalize(self, pool.shutdown)
-            self._pool = (jobs, pool)
-        return self._pool[1]
+            self._tasks = 0
+        self._tasks += 1
+        return self._executor.submit(convert)
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(cancel_futures=True)
+            self._executor = None
 
 
 def convert_ahead(backend, modules: Sequence[tuple[str, Any]], jobs: int, progress: bool) -> None:
