@@ -12,7 +12,20 @@ import sys
 import textwrap
 from pathlib import Path
 
+import tomllib
+
 TESTS = Path(__file__).resolve().parent
+#: The ``-p no:`` options of the suite's own configuration (pyproject.toml), which a session in
+#: another folder does not read.
+_ADDOPTS = tomllib.loads((TESTS.parent / "pyproject.toml").read_text())["tool"]["pytest"][
+    "ini_options"
+]["addopts"].split()
+UNUSED_PLUGINS = [
+    word
+    for option, name in zip(_ADDOPTS, _ADDOPTS[1:], strict=False)
+    if option == "-p"
+    for word in ("-p", name)
+]
 
 CONFTEST = f"""
 import os, sys
@@ -72,7 +85,7 @@ def test_a_modules_shared_fixtures_are_built_once_and_free_tests_use_both_worker
         (tmp_path / name).write_text(textwrap.dedent(text))
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-n", "2", "--dist", "loadgroup"]
-        + ["-p", "no:cacheprovider", "-p", "no:randomly", str(tmp_path)],
+        + ["-p", "no:cacheprovider", "-p", "no:randomly", *UNUSED_PLUGINS, str(tmp_path)],
         cwd=tmp_path,
         capture_output=True,
         text=True,
