@@ -12,18 +12,17 @@ import pytest
 
 #: Session fixtures that build a world of runs and profiles with the `nas` command, on demand:
 #: the tests of every module that uses one of these worlds are one group (named after it), so that
-#: it is built once.
-SHARED_WORLDS = ("tiny_world",)
-#: Worlds built per module: a module's tests that use one of these are the module's group (the
-#: README's chain of commands is long enough to keep a worker busy on its own).
-MODULE_WORLDS = ("readme_flow",)
+#: it is built once. (The README's chain, ``readme_flow``, was once built per module so that two
+#: workers shared it: `test_commands` then trained and measured again what `test_readme` had, and
+#: the tests without a group, dealt out one by one, balance the workers anyway.)
+SHARED_WORLDS = ("tiny_world", "readme_flow")
 
 
 def worker_group(item: pytest.Item) -> str | None:
     """The pytest-xdist group of a test: the world of :data:`SHARED_WORLDS` it uses; else its
     module, when the test shares something costly with the module's other tests (a
-    module-scoped fixture, or one of :data:`MODULE_WORLDS`); else none, and the test is balanced
-    across workers on its own. A test marked with a group of its own keeps it.
+    module-scoped fixture); else none, and the test is balanced across workers on its own. A
+    test marked with a group of its own keeps it.
 
     With ``pytest -n 2 --dist loadgroup`` (``make test``) a module's shared fixtures are then
     built once, on one worker: a module split across workers builds them again on each switch.
@@ -35,9 +34,7 @@ def worker_group(item: pytest.Item) -> str | None:
         return world
     fixtures = getattr(item, "_fixtureinfo", None)
     defs = fixtures.name2fixturedefs.values() if fixtures else ()
-    shares = any(d[-1].scope == "module" for d in defs if d) or any(
-        name in item.fixturenames for name in MODULE_WORLDS
-    )
+    shares = any(d[-1].scope == "module" for d in defs if d)
     return item.module.__name__ if shares and getattr(item, "module", None) else None
 
 
