@@ -1,12 +1,10 @@
 """Paths a user takes on day one, through the `nas` command: extraction for several devices,
-device profiles of another space, archs as `nas sample` writes them (the README's commands as
-written), and Ray clusters that are already running."""
+device profiles of another space, archs as `nas sample` writes them (the README's own arch
+commands run in ``test_readme``), and Ray clusters that are already running."""
 
 from __future__ import annotations
 
 import json
-import os
-import re
 import shutil
 import subprocess
 import sys
@@ -17,8 +15,6 @@ from cli_runner import CliRunner
 
 import search_spaces
 from nas.arch import Arch
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -148,35 +144,6 @@ def test_a_run_on_grey_images_takes_a_profile_of_its_declared_three_channel_spac
 
 
 # --------------------------------------------------------------------- archs from nas sample
-
-
-def _readme_arch_commands() -> list[str]:
-    """The shell block of the README's "Arch files" section."""
-    text = (REPO / "README.md").read_text()
-    section = text.split("## Arch files", 1)[1].split("\n## ", 1)[0]
-    (block,) = re.findall(r"```sh\n(.*?)```", section, re.S)
-    return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
-
-
-def test_the_readmes_arch_commands_run_as_written(tmp_path):
-    commands = _readme_arch_commands()
-    assert any("| nas inspect -" in c for c in commands)
-    assert any(re.search(r"nas inspect \S+:\d", c) for c in commands)
-    assert any("nas extract" in c and "--arch" in c for c in commands)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    for command in commands:
-        done = subprocess.run(
-            ["bash", "-o", "pipefail", "-c", command],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert done.returncode == 0, f"{command}\n{done.stderr}"
-        if "nas inspect" in command:
-            assert "total:" in done.stdout and "space hybrid-tiny" in done.stdout, command
-    assert (tmp_path / "model.onnx").is_file()
 
 
 def test_every_arch_reader_takes_a_line_of_nas_sample_output(tiny_world, runner, tmp_path):
