@@ -124,40 +124,24 @@ def test_int8_export_of_the_block_kinds_runs(fmt, kinds, model, tmp_path):
     assert np.abs(logits - expected).max() < 0.5 * np.abs(expected).max() + 0.1
 
 
-def test_padded_windows_run_in_int8_on_executorch(tmp_path):
-    """EfficientViT's local windows pad a map to whole windows: that padding must lower to
-    XNNPACK in int8 too (an int8 ``F.pad`` is refused there when loaded: "Failed to create
-    StaticConstantPad"), on a small model fast enough for every run of the suite."""
+@pytest.mark.parametrize("fmt", PHONE)
+def test_a_small_conv_model_runs_on_the_phone_runtimes_here(fmt, tmp_path):
+    """The phone formats' whole path (write, load, run, int8) on a model XNNPACK takes in one
+    piece, fast enough for every run of the suite. Its map is cut into EfficientViT's local
+    windows, padded to whole windows: that padding must lower to XNNPACK in int8 too (an int8
+    ``F.pad`` is refused when an ExecuTorch program loads: "Failed to create
+    StaticConstantPad")."""
     from torch import nn
 
     from nas.blocks.nn.windows import WindowMerge, WindowPartition
 
     torch.manual_seed(0)
     net = nn.Sequential(
-        nn.Conv2d(3, 8, 1), WindowPartition(4), nn.Conv2d(8, 8, 1), WindowMerge(6)
-    ).eval()
-    fmt_ = get_format("executorch")
-    x = torch.randn(1, 3, 6, 6)
-    candidate = fmt_.quantizer(net, x, torch.randn(16, 3, 6, 6)).quantize(None)
-    int8 = fmt_.load(candidate.write(tmp_path / "int8.pte", x), threads=1)
-    images = torch.randn(2, 3, 6, 6, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        expected = net(images).numpy()
-    logits = run_batched(int8, images.numpy())
-    assert logits.shape == expected.shape
-    assert np.abs(logits - expected).max() < 0.1 * np.abs(expected).max()
-
-
-@pytest.mark.parametrize("fmt", PHONE)
-def test_a_small_conv_model_runs_on_the_phone_runtimes_here(fmt, tmp_path):
-    """The phone formats' whole path (write, load, run, int8) on a model XNNPACK takes in one
-    piece, fast enough for every run of the suite."""
-    from torch import nn
-
-    torch.manual_seed(0)
-    net = nn.Sequential(
         nn.Conv2d(1, 4, 3, padding=1),
         nn.ReLU(),
+        WindowPartition(3),  # 8 x 8 padded to 9 x 9: 9 windows
+        nn.Conv2d(4, 4, 1),
+        WindowMerge(8),
         nn.AdaptiveAvgPool2d(1),
         nn.Flatten(),
         nn.Linear(4, 3),
