@@ -36,6 +36,9 @@ from predictors.profile import DeviceProfile
 from predictors.validate import metrics as validation_metrics
 
 FAST = dict(warmup=1, repeats=3, passes=1, min_time_ms=0.0, models=4, resolutions=(12,))
+#: A sample of one kernel configuration per kind, the others predicted: for tests of what a
+#: measurement does around its kernels (fusion rules, calibration passes), not of the table.
+SAMPLED = dict(max_exact=0, prior_per_kind=1, adaptive_rounds=0)
 
 
 def _measured_kernels(path: Path) -> dict[str, list]:
@@ -143,7 +146,7 @@ def test_measure_killed_with_sigkill_resumes_and_validates(tmp_path, tiny_space)
 def test_calibration_passes_are_spread_over_the_kernel_passes(tmp_path, tiny_space):
     """Whole models are timed after each pass over the kernels, not in one burst at the end:
     a shared machine's speed changes then reach the overhead fit as they reach the kernels."""
-    settings = MeasureSettings(backend="torch", **{**FAST, "passes": 2, "models": 2})
+    settings = MeasureSettings(backend="torch", **{**FAST, "passes": 2, "models": 2}, **SAMPLED)
     job = MeasurementJob(
         tiny_space, tmp_path / "p.json", settings, progress=False, log=lambda m: None
     )
@@ -163,7 +166,7 @@ def test_calibration_passes_are_spread_over_the_kernel_passes(tmp_path, tiny_spa
 
 def test_measure_on_onnxruntime_detects_fusion_rules(tmp_path, tiny_space):
     out = tmp_path / "ort.json"
-    settings = MeasureSettings(backend="onnxruntime", **{**FAST, "models": 3})
+    settings = MeasureSettings(backend="onnxruntime", **{**FAST, "models": 3}, **SAMPLED)
     profile = MeasurementJob(tiny_space, out, settings, progress=False, log=lambda m: None).run()
     levels = {r["level"] for r in profile.fusion_rules}
     assert levels == {"op", "unit"}
@@ -357,14 +360,14 @@ def test_conversion_workers_are_replaced_and_every_queued_conversion_is_done(mon
 
     monkeypatch.setattr(backends, "WORKER_TASKS", 2)
     cache = backends.ConversionCache(".bin")
-    keys = [f"k{i}" for i in range(7)]
+    keys = [f"k{i}" for i in range(5)]
     items = [(key, _worker_pid) for key in keys]
     filling = threading.Thread(target=cache.fill, args=(items, 2), daemon=True)
     filling.start()
     filling.join(120)
     assert not filling.is_alive(), "the conversions stalled when a worker reached its limit"
     pids = Counter(cache.get(key, None)[0] for key in keys)
-    assert sum(pids.values()) == 7 and max(pids.values()) <= 2 and len(pids) >= 4
+    assert sum(pids.values()) == 5 and max(pids.values()) <= 2 and len(pids) >= 3
     cache.close_workers()
 
 
