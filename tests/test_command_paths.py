@@ -185,6 +185,8 @@ ray.shutdown()
 
 
 @pytest.mark.ray
+@pytest.mark.slow  # a Ray cluster of its own (about 20 s); the default suite runs the README's
+# `nas search --workers 2` on a local instance and refuses --ray-address without --workers
 def test_search_joins_a_running_ray_cluster_and_refuses_one_too_small(tiny_world, runner, tmp_path):
     folder = _folder(tiny_world, tmp_path)
     cluster = subprocess.Popen(

@@ -1,8 +1,8 @@
 """Parallel supernet evaluation on Ray actors: the in-process accuracies exactly, and a search
 that outlives a killed worker.
 
-Training the tiny run and starting Ray take most of this module's 15-25 s; it runs in the normal
-suite.
+Training the tiny run and starting Ray take most of this module's time. The exact accuracies run
+in the default suite; the worker faults (killed, and dying again and again) are `slow`.
 """
 
 from __future__ import annotations
@@ -111,6 +111,8 @@ def test_two_workers_give_exactly_the_in_process_accuracies(trained, ray_instanc
 
 
 @pytest.mark.ray
+@pytest.mark.slow  # worker faults (about 20 s with the next test); the default suite runs
+# two workers' exact accuracies here and the README's `nas search --workers 2`
 def test_a_search_completes_after_a_worker_is_killed(trained, ray_instance, tmp_path, capsys):
     run = TrainedRun.open(_copy(trained, tmp_path / "run"))
     problem = Problem(run.space, [Objective("val_top1", run.accuracy)])
@@ -127,6 +129,7 @@ def test_a_search_completes_after_a_worker_is_killed(trained, ray_instance, tmp_
 
 
 @pytest.mark.ray
+@pytest.mark.slow  # worker faults, with the test above
 def test_workers_that_keep_dying_end_the_call_with_an_error(trained, ray_instance):
     run = TrainedRun.open(trained)
     evaluator = RayEvaluator(run, 2, max_restarts=0)
