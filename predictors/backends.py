@@ -272,6 +272,23 @@ def pin_cpus(cpus: Sequence[int] | None) -> list[int]:
     return sorted(os.sched_getaffinity(0))
 
 
+def backend_environment(
+    backend, versions: Mapping[str, Any], precision: bool = True
+) -> dict[str, Any]:
+    """A backend's environment record: the machine, the backend's name, the ``versions`` of the
+    software it runs on, its threads and batch and (``precision``) its precision."""
+    environment = {
+        **machine_environment(),
+        "backend": backend.name,
+        **versions,
+        "threads": backend.threads,
+        "batch": backend.batch,
+    }
+    if precision:
+        environment["precision"] = backend.precision
+    return environment
+
+
 def machine_environment() -> dict[str, Any]:
     """CPU model, core count, OS and the versions of the numeric libraries."""
     import sklearn
@@ -501,13 +518,7 @@ class TorchBackend:
     def environment(self) -> dict[str, Any]:
         import torch
 
-        return {
-            **machine_environment(),
-            "backend": self.name,
-            "torch": torch.__version__,
-            "threads": self.threads,
-            "batch": self.batch,
-        }
+        return backend_environment(self, {"torch": torch.__version__}, precision=False)
 
 
 class OnnxRuntimeBackend:
@@ -566,15 +577,9 @@ class OnnxRuntimeBackend:
         import onnxruntime as ort
         import torch
 
-        return {
-            **machine_environment(),
-            "backend": self.name,
-            "onnxruntime": ort.__version__,
-            "torch": torch.__version__,
-            "threads": self.threads,
-            "batch": self.batch,
-            "precision": self.precision,
-        }
+        return backend_environment(
+            self, {"onnxruntime": ort.__version__, "torch": torch.__version__}
+        )
 
 
 class ConvertingBackend:
@@ -624,14 +629,7 @@ class ConvertingBackend:
         return contextlib.nullcontext()
 
     def environment(self) -> dict[str, Any]:
-        return {
-            **machine_environment(),
-            "backend": self.name,
-            **self.versions(),
-            "threads": self.threads,
-            "batch": self.batch,
-            "precision": self.precision,
-        }
+        return backend_environment(self, self.versions())
 
 
 #: Random draws (besides a kernel's own inputs) that calibrate its int8 ranges.
