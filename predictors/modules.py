@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from nas.blocks.nn.common import ConvBNAct, activation
+from nas.blocks.nn.position_bias import freeze_position_biases
 from nas.blocks.registry import unit_builder
 from nas.grammar import ACTIVATIONS
 from predictors.kernels import KernelSpec
@@ -244,10 +245,11 @@ class Sink(nn.Module):
 
 
 def kernel_module(spec: KernelSpec, batch: int = 1) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
-    """A freshly initialised module computing the kernel (wrapped in :class:`Sink`), in eval
-    mode, and inputs for it."""
+    """A freshly initialised module computing the kernel (wrapped in :class:`Sink`) as exported
+    (position biases kept: :func:`~nas.blocks.nn.position_bias.freeze_position_biases`), in eval mode, and
+    inputs for it."""
     module, inputs = _kernel_module(spec, batch)
-    return Sink(module).eval(), inputs
+    return freeze_position_biases(Sink(module)).eval(), inputs
 
 
 def _kernel_module(spec: KernelSpec, batch: int) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:

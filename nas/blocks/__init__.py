@@ -55,7 +55,7 @@ _TORCH_NAMES = {
     "deployed": "nas.blocks.nn",
     "activation": "nas.blocks.nn.common",
     "ConvBNAct": "nas.blocks.nn.common",
-    "relative_position_index": "nas.blocks.nn.common",
+    "relative_position_index": "nas.blocks.nn.position_bias",
     "SqueezeExcite": "nas.blocks.nn.mbconv",
     "MBConv": "nas.blocks.nn.mbconv",
     "Attention": "nas.blocks.nn.transformer",

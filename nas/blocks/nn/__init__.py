@@ -9,7 +9,8 @@ from __future__ import annotations
 from torch import nn
 
 from nas.arch import Arch
-from nas.blocks.nn.common import ConvBNAct, activation, relative_position_index
+from nas.blocks.nn.common import ConvBNAct, activation
+from nas.blocks.nn.position_bias import freeze_position_biases, relative_position_index
 from nas.blocks.registry import Layer, kind_of
 from nas.layers import layers_of
 from nas.space import SearchSpace
@@ -27,8 +28,9 @@ def build_model(space: SearchSpace, arch: Arch) -> nn.Sequential:
 
 def deployed(model: nn.Sequential, space: SearchSpace, arch: Arch) -> nn.Sequential:
     """``model`` (of ``arch``) in the form it is exported in: each block through its kind's
-    deploy step (re-parameterisation; most kinds keep the block as trained). Deploying twice is
-    deploying once; a model that is not a sequence of blocks is returned as it is."""
+    deploy step (re-parameterisation; most kinds keep the block as trained), and the position
+    bias of each attention kept as a tensor (:mod:`nas.blocks.nn.position_bias`). Deploying twice
+    is deploying once; a model that is not a sequence of blocks is returned as it is."""
     if not isinstance(model, nn.Sequential):
         return model
     blocks = [
@@ -36,8 +38,8 @@ def deployed(model: nn.Sequential, space: SearchSpace, arch: Arch) -> nn.Sequent
         for block, layer in zip(model, layers_of(space, arch), strict=True)
     ]
     if all(new is old for new, old in zip(blocks, model, strict=True)):
-        return model
-    return nn.Sequential(*blocks).train(model.training)
+        return freeze_position_biases(model)
+    return freeze_position_biases(nn.Sequential(*blocks).train(model.training))
 
 
 __all__ = [
@@ -46,5 +48,6 @@ __all__ = [
     "build_block",
     "build_model",
     "deployed",
+    "freeze_position_biases",
     "relative_position_index",
 ]

@@ -1,4 +1,4 @@
-"""Torch layers shared by the static blocks: activations, conv-BN-activation, position indices."""
+"""Torch layers shared by the static blocks: activations, conv-BN-activation."""
 
 from __future__ import annotations
 
@@ -22,16 +22,6 @@ def activation(name: str) -> nn.Module:
         raise ValueError(
             f"unknown activation {name!r}; choices: {', '.join(ACTIVATION_MODULES)}"
         ) from None
-
-
-def relative_position_index(side: int, table_side: int | None = None) -> torch.Tensor:
-    """(N, N) indices into a (2S-1)^2 table of offsets, for a ``side`` x ``side`` token grid."""
-    table_side = table_side or side
-    steps = torch.arange(side, device="cpu")  # also when models are built on the meta device
-    ys, xs = torch.meshgrid(steps, steps, indexing="ij")
-    coords = torch.stack([ys.flatten(), xs.flatten()])  # (2, N)
-    offsets = coords[:, :, None] - coords[:, None, :] + (table_side - 1)
-    return offsets[0] * (2 * table_side - 1) + offsets[1]
 
 
 class ConvBNAct(nn.Module):

@@ -14,18 +14,17 @@ from nas.blocks.efficientvit_msra import (
     EfficientViTMSRALayer,
     cascade_heads,
 )
-from nas.blocks.nn.common import ConvBNAct, activation, relative_position_index
-from nas.blocks.nn.transformer import Attention, ElasticAttention
+from nas.blocks.nn.common import ConvBNAct, activation
+from nas.blocks.nn.position_bias import RelativePositionBias, relative_position_index
+from nas.blocks.nn.transformer import ElasticAttention
 from nas.blocks.nn.windows import window_merge, window_partition
 from nas.blocks.registry import attention_kind
 from nas.supernet.elastic import ElasticConvBNAct, ElasticSegmentConv2d
 
 
-class CascadeHead(nn.Module):
+class CascadeHead(RelativePositionBias):
     """One head: 1x1 conv + BN to q, k, v; depthwise conv + BN on q; the attention kind's core.
     Input and output: (B, v_dim, H, W)."""
-
-    position_bias = Attention.position_bias
 
     def __init__(self, side: int, key_dim: int, v_dim: int, attention: str):
         super().__init__()
@@ -35,8 +34,7 @@ class CascadeHead(nn.Module):
         self.qkv = ConvBNAct(v_dim, 2 * key_dim + v_dim, 1)
         self.q_dw = ConvBNAct(key_dim, key_dim, QUERY_KERNEL, depthwise=True)
         if self.uses_bias:
-            self.pos_table = nn.Parameter(torch.zeros(1, (2 * side - 1) ** 2))
-            self.register_buffer("pos_index", relative_position_index(side), persistent=False)
+            self.init_position_bias(1, side)
         else:
             self.pos_table = None
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nas.blocks.nn.common import activation, relative_position_index
+from nas.blocks.nn.common import activation
+from nas.blocks.nn.position_bias import RelativePositionBias, relative_position_index
 from nas.blocks.registry import attention_kind, attention_kinds
 from nas.blocks.transformer import PlainTransformerLayer, TransformerLayer
 from nas.supernet.elastic import ElasticConv2d, ElasticLayerNorm, ElasticLinear
 
 
-class Attention(nn.Module):
+class Attention(RelativePositionBias):
     """Multi-head attention over a square token grid, with the core of its attention kind.
 
     Values also pass through a 3x3 depthwise conv (local context, added to the attention output);
@@ -44,13 +45,9 @@ class Attention(nn.Module):
         self.act = nn.Identity() if plain else activation(layer.activation)
         self.proj = nn.Linear(inner_v, width)
         if self.uses_bias:
-            self.pos_table = nn.Parameter(torch.zeros(layer.heads, (2 * layer.hw - 1) ** 2))
-            self.register_buffer("pos_index", relative_position_index(layer.hw), persistent=False)
+            self.init_position_bias(layer.heads, layer.hw)
         else:
             self.pos_table = None
-
-    def position_bias(self) -> torch.Tensor:
-        return self.pos_table[:, self.pos_index]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch = x.shape[0]
