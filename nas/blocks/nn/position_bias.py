@@ -2,8 +2,8 @@
 one value per head and (dy, dx) offset, read for every pair of tokens.
 
 Gathered from its table on every call, the bias is an indexing op in an exported program, and
-ExecuTorch runs it on a portable kernel rather than XNNPACK: it took half the time of an
-``elasticvit`` model at 160 px. As the papers' own code does in eval mode, the deploy step keeps
+ExecuTorch runs it on a portable kernel rather than XNNPACK: ``elasticvit`` subnets at 160 px
+ran 1.5-1.9x slower with it (``benchmarks/position_bias.py``). As the papers' own code does in eval mode, the deploy step keeps
 the gathered bias (:func:`freeze_position_biases`), so exported programs hold it as a constant.
 """
 
