@@ -68,18 +68,8 @@ class Device:
         return cls(predictor.profile.device, Path(path), predictor)
 
     def stale_note(self) -> str | None:
-        """A note when the profile was measured kernel by kernel yet lacks kernels of the space
-        (measured by a version that cut some block into other kernels): those are regressed."""
-        if not self.predictor.profile.measures_every_kernel:
-            return None
-        missing = self.predictor.unmeasured_kernels()
-        if not missing:
-            return None
-        return (
-            f"{self.path} lacks {missing} kernel configurations of this version's operator "
-            "graphs, predicted from other kernels; rerun its `nas device measure` command to "
-            "measure them"
-        )
+        """:meth:`LatencyPredictor.stale_note` of the profile."""
+        return self.predictor.stale_note(self.path)
 
     @classmethod
     def open_all(cls, paths: Sequence[str | Path], space) -> list[Device]:

@@ -261,7 +261,11 @@ def _predictor(profile_path: str, space_path: str | None = None):
     from predictors.latency import LatencyPredictor
 
     space = _space(space_path) if space_path else None
-    return LatencyPredictor.load(profile_path, space)
+    predictor = LatencyPredictor.load(profile_path, space)
+    note = predictor.stale_note(profile_path)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    return predictor
 
 
 def _overhead_text(o: dict) -> str:

@@ -620,6 +620,26 @@ class LatencyPredictor:
             self.compile()
         return self._unmeasured
 
+    def stale_note(self, where: str | Path) -> str | None:
+        """A note when the profile (read from ``where``) timed kernels in a form this version no
+        longer exports (:meth:`DeviceProfile.stale_forms`), or was measured kernel by kernel yet
+        lacks kernels of the space (measured by a version that cut some block into other
+        kernels), which are regressed; None when neither."""
+        notes = []
+        stale = self.profile.stale_forms()
+        if stale:
+            notes.append(
+                f"{where} timed {stale}; its predictions for them are of the older form: "
+                "measure a fresh profile (`nas device measure` with another --out)"
+            )
+        elif self.profile.measures_every_kernel and self.unmeasured_kernels():
+            notes.append(
+                f"{where} lacks {self.unmeasured_kernels()} kernel configurations of this "
+                "version's operator graphs, predicted from other kernels; rerun its `nas device "
+                "measure` command to measure them"
+            )
+        return "; ".join(notes) or None
+
     def predict(self, archs: Sequence[Arch]) -> np.ndarray:
         """Latency in ms of each arch (vectorised over archs)."""
         return self._lookup(self._indexer.indices(list(archs)))[0]

@@ -238,6 +238,12 @@ class MeasurementJob:
                 f"{self.out} was measured with other settings ({shown}); "
                 "resume with the same settings or give another --out"
             )
+        stale = profile.stale_forms()
+        if stale:
+            raise MeasureSettingsError(
+                f"{self.out} timed {stale}; timings of two forms cannot be mixed: give another "
+                "--out to measure a fresh profile"
+            )
         env = self.backend.environment()
         for key in ("cpu", "onnxruntime", "torch", "executorch", "litert-torch", "ai-edge-litert"):
             if key in env and profile.environment.get(key) not in (None, env[key]):

@@ -19,6 +19,7 @@ predictor is refitted from them on load (:class:`predictors.latency.LatencyPredi
       "kernels": [{"key": ..., "kind": ..., "features": {...}, "ms": ..., "passes": [...]}, ...],
       "models": [{"arch": {...}, "ms": ..., "passes": [...]}, ...],
       "plan": {...},                       # what the measurement job set out to measure
+      "unit_forms": {"attn-softmax": 2, ...},  # revisions of the units timed (predictors.forms)
       "complete": true, "created": ..., "updated": ...
     }
 
@@ -38,6 +39,7 @@ from typing import Any
 from nas.errors import InputError
 from nas.runs import write_atomic
 from nas.space import SearchSpace
+from predictors import forms
 from predictors.backends import Timing
 
 PROFILE_FORMAT = "nas-device-profile"
@@ -128,6 +130,7 @@ class DeviceProfile:
     complete: bool = False
     notes: list[str] = field(default_factory=list)
     created: str = field(default_factory=lambda: _now())
+    unit_forms: dict[str, int] = field(default_factory=forms.current)
 
     @property
     def statistic(self) -> str:
@@ -138,6 +141,15 @@ class DeviceProfile:
         """Whether the measurement set out to time every kernel configuration of the space (an
         exact table), rather than a sample left to regressors on purpose, or an import."""
         return self.plan.get("strategy") == "exact"
+
+    def stale_forms(self) -> str | None:
+        """What the profile timed in a form this version no longer exports (its kernels of units
+        whose revision changed since, :mod:`predictors.forms`), in words; None if nothing."""
+        if self.source not in ("measured", "suite"):
+            return None
+        kinds = [k.kind for k in self.kernels.values()]
+        counts = forms.stale_units(self.unit_forms, kinds)
+        return forms.stale_text(self.unit_forms, counts) if counts else None
 
     # ----------------------------------------------------------------- space
 
@@ -193,6 +205,7 @@ class DeviceProfile:
             "kernels": [k.to_dict(stat) for k in self.kernels.values()],
             "models": [m.to_dict(stat) for m in self.models],
             "plan": self.plan,
+            "unit_forms": self.unit_forms,
             "complete": self.complete,
             "notes": self.notes,
             "created": self.created,
@@ -227,6 +240,10 @@ class DeviceProfile:
         space = data["space"]
         if not isinstance(space, Mapping) or not isinstance(space.get("name"), str):
             raise ProfileError(f"{where}: space must be an object with a name")
+        try:  # a profile without the field timed revision 1 of every unit
+            unit_forms = forms.check_recorded(data.get("unit_forms", {}), "unit_forms")
+        except ValueError as err:
+            raise ProfileError(f"{where}: {err}") from None
         part = "the profile"
         try:
             kernels = {}
@@ -260,6 +277,7 @@ class DeviceProfile:
                 kernels=kernels,
                 models=models,
                 plan=dict(data.get("plan", {})),
+                unit_forms=unit_forms,
                 complete=bool(data.get("complete", False)),
                 notes=list(data.get("notes", [])),
                 created=str(data.get("created", _now())),

@@ -41,6 +41,7 @@ from nas.errors import InputError
 from nas.runs import replace_atomic, write_atomic
 from nas.space import SearchSpace
 from nas.textfiles import FileFormatError, read_json, read_text
+from predictors import forms
 from predictors.backends import Timing
 from predictors.kernels import FusionRule, FusionRules, fusion_candidates
 from predictors.measure import (
@@ -179,6 +180,7 @@ def export_suite(
         "batch": batch,
         "resolutions": resolutions,
         "rules": rules.to_list(),
+        "unit_forms": forms.current(),
         "entries": entries,
     }
     write_atomic(out / "manifest.json", json.dumps(manifest, indent=1) + "\n")
@@ -393,6 +395,10 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
             f"{path}: suite version {manifest.get('version')!r} is not supported; "
             f"supported: {SUITE_VERSION}"
         )
+    try:  # a suite without the field was exported with revision 1 of every unit
+        manifest["unit_forms"] = forms.check_recorded(manifest.get("unit_forms", {}), str(path))
+    except ValueError as err:
+        raise SuiteError(str(err)) from None
     return manifest
 
 
@@ -527,6 +533,7 @@ def import_suite(
         kernels=kernels,
         models=models,
         plan={"strategy": "suite", "configurations": len(kernels)},
+        unit_forms=manifest["unit_forms"],
         complete=True,
         notes=notes,
     )
