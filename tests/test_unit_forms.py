@@ -77,3 +77,20 @@ def test_a_suite_records_its_revisions_and_an_older_one_imports_as_stale(tmp_pat
     (tmp_path / "manifest.json").write_text(json.dumps(data))
     stale = import_suite(tmp_path, timings, "phone", "onnxruntime", 1).stale_forms()
     assert stale and "attn-softmax" in stale and "revision 1" in stale
+
+
+def test_every_unit_exports_the_graph_recorded_for_its_revision():
+    """A unit whose exported form changes needs a new revision (else older profiles would not be
+    found stale): its graph is recorded per revision (``tests/unit_graphs.py``)."""
+    from unit_graphs import recorded, signatures
+
+    from nas.blocks.registry import unit_names
+
+    now, record = signatures(), recorded()
+    assert unit_names() <= set(now), "a registered unit has no configuration in the examples"
+    assert set(now) == set(record), "record the new units: python tests/unit_graphs.py --write"
+    for unit, signature in now.items():
+        assert signature == record[unit], (
+            f"{unit} exports {signature}, recorded {record[unit]}: raise its revision in "
+            "predictors/forms.py, then python tests/unit_graphs.py --write"
+        )
