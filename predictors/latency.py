@@ -450,11 +450,16 @@ class LatencyPredictor:
         ]
         return self._overhead_from(models)
 
-    def _overhead_from(self, models: Sequence[tuple[Arch, float]]) -> Overhead:
-        per_arch = [self.scheme.arch_units(self.space, arch) for arch, _ in models]
+    def overhead_inputs(self, archs: Sequence[Arch]) -> np.ndarray:
+        """Per arch, the inputs of :meth:`Overhead.apply`: the sum of its kernel times net of the
+        baseline, its kernels, parameters / 1e6 and convolution input elements / 1e6 (n x 4)."""
+        per_arch = [self.scheme.arch_units(self.space, arch) for arch in archs]
         costs = self.kernels.ms_many([u for units in per_arch for u in units])  # one batch
         sums = np.array([self._raw_of(units, costs)[0] for units in per_arch], dtype=np.float64)
-        sums = sums.reshape(len(per_arch), 4)  # raw, kernels, parameters, inputs
+        return sums.reshape(len(per_arch), 4)
+
+    def _overhead_from(self, models: Sequence[tuple[Arch, float]]) -> Overhead:
+        sums = self.overhead_inputs([arch for arch, _ in models])
         return fit_overhead(
             sums[:, 0],
             sums[:, 1],

@@ -86,7 +86,7 @@ class MeasureSettings:
     min_time_ms: float = 40.0
     resolutions: tuple[int, ...] | None = None
     max_exact: int = 4000
-    models: int = 16
+    models: int = 32
     prior_per_kind: int = 40
     adaptive_rounds: int = 4
     adaptive_batch: int = 200
