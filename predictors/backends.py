@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import hashlib
 import math
 import os
 import platform
@@ -61,6 +62,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from nas.errors import InputError, WorkFailed
+from nas.runs import replace_atomic
 
 STATISTICS = ("median", "q25", "min", "mean")
 #: Kernel precisions a backend may time: fp32, or int8 (quantized kernels) where it has them.
@@ -341,15 +343,54 @@ class ConversionCache:
         self._bytes = 0
         self._spill: tempfile.TemporaryDirectory | None = None
         self._pool: list[ConversionWorker] = []
+        self._folder: Path | None = None
+        self._salt = ""
+
+    def keep_in(self, folder: Path, salt: str, keys: Sequence[str] = ()) -> int:
+        """From now on write every conversion to ``folder`` (the model and its inputs, in files
+        named by a digest of ``salt`` -- what else the conversion depends on -- and its key) and
+        take those already there, written by a command that was killed: it resumes there.
+        Returns how many of ``keys`` are in the folder already."""
+        folder.mkdir(parents=True, exist_ok=True)
+        self._folder, self._salt = folder, salt
+        return sum(self._lookup(key) is not None for key in keys)
 
     def get(self, key: str, convert: Callable[[], tuple[bytes, Any]]) -> tuple[bytes | Path, Any]:
         """The model stored under ``key``, converted by ``convert()`` (model, inputs) if new."""
-        hit = self._entries.get(key)
+        hit = self._lookup(key)
         if hit is None:
             hit = self._store(key, *convert())
         return hit
 
+    def _files(self, key: str) -> tuple[Path, Path]:
+        """The model file and the inputs file of ``key`` in the folder it keeps them in."""
+        assert self._folder is not None
+        digest = hashlib.sha256(f"{self._salt}\n{key}".encode()).hexdigest()[:32]
+        return self._folder / f"{digest}{self.suffix}", self._folder / f"{digest}.inputs.pt"
+
+    def _lookup(self, key: str) -> tuple[bytes | Path, Any] | None:
+        hit = self._entries.get(key)
+        if hit is None and self._folder is not None:
+            model, inputs = self._files(key)
+            if model.is_file() and inputs.is_file():
+                import torch
+
+                try:
+                    loaded = torch.load(inputs, weights_only=True)
+                except Exception:  # a damaged file (torch raises many types): convert again
+                    return None
+                hit = self._entries[key] = (model, tuple(loaded))
+        return hit
+
     def _store(self, key: str, data: bytes, inputs: Any) -> tuple[bytes | Path, Any]:
+        if self._folder is not None:  # inputs first: the model file marks a complete pair
+            import torch
+
+            model, inputs_file = self._files(key)
+            replace_atomic(inputs_file, lambda tmp: torch.save(list(inputs), tmp))
+            replace_atomic(model, lambda tmp: tmp.write_bytes(data))
+            hit = self._entries[key] = (model, inputs)
+            return hit
         stored: bytes | Path = data
         if self._bytes + len(data) > self.limit:
             if self._spill is None:
@@ -371,7 +412,7 @@ class ConversionCache:
         processes (one torch thread each); each ``convert`` must pickle (a module-level function
         or a ``functools.partial`` of one). With one job, or one item, nothing happens here:
         :meth:`get` converts on first use. The workers stay up for later calls."""
-        todo = deque((key, convert) for key, convert in items if key not in self._entries)
+        todo = deque((key, convert) for key, convert in items if self._lookup(key) is None)
         if jobs < 2 or len(todo) < 2:
             return
         from concurrent.futures import FIRST_COMPLETED, wait
@@ -619,6 +660,15 @@ class ConvertingBackend:
 
     def prepare_cached(self, key: str, build) -> Runner:
         return self.runner(*self._cache.get(key, self._converter(build)))
+
+    def keep_conversions(self, folder: Path, keys: Sequence[str], salt: str = "") -> int:
+        """Write conversions to files in ``folder`` and reuse those there, made by this backend
+        at these settings and library versions (and ``salt``): a killed command resumes its
+        conversions. Returns how many of ``keys`` are there already."""
+        import json
+
+        settings = [self.name, self.precision, self.batch, self.versions(), salt]
+        return self._cache.keep_in(Path(folder), json.dumps(settings, sort_keys=True), keys)
 
     def convert_ahead(self, modules: Sequence[tuple[str, Any]], jobs: int, progress: bool) -> None:
         """Convert the (key, build) ``modules`` not cached yet in ``jobs`` worker processes (each

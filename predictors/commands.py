@@ -197,7 +197,10 @@ def register(subparsers) -> None:
         "profile's backend, threads and batch on this machine, and compare them with the "
         "profile's predictions: RMSE, MAPE, share within 5% and 10%, Spearman, bias and the "
         "worst error, plus a per-subnet CSV and a scatter plot in --out. Only meaningful on the "
-        "machine the profile was measured on (use --recalibrate when its speed drifts).",
+        "machine the profile was measured on (use --recalibrate when its speed drifts). With "
+        "executorch and tflite, whose conversions take most of the time, the converted subnets "
+        "are kept in OUT/conversions until the report is written: the same command, killed and "
+        "run again, converts only those it had not.",
     )
     p.add_argument("--profile", required=True, help="profile JSON")
     p.add_argument("--n", type=int, default=100, help="number of subnets (default 100)")

@@ -13,6 +13,8 @@ import csv
 import dataclasses
 import json
 import random
+import shutil
+import sys
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -24,8 +26,12 @@ from nas.arch import Arch
 from nas.errors import InputError
 from nas.runs import replace_atomic, write_atomic
 from predictors.backends import TimingProtocol, convert_ahead, get_backend, time_runners
+from predictors.forms import current as current_forms
 from predictors.latency import LatencyPredictor
 from predictors.measure import model_runner_inputs
+
+#: Subfolder of the report folder that holds converted subnets until the report is written.
+CONVERSIONS = "conversions"
 
 
 class ValidationError(InputError):
@@ -107,7 +113,7 @@ def measure_archs(
     passes = int(settings.get("passes", 1))
     modules = [
         (
-            f"validate:{i}:{arch.to_json()}",
+            conversion_key(i, arch),
             partial(model_runner_inputs, predictor.space, arch, backend.batch, seed + i),
         )
         for i, arch in enumerate(archs)
@@ -128,6 +134,28 @@ def measure_archs(
             bar.update(len(part))
     bar.close()
     return best
+
+
+def conversion_key(index: int, arch: Arch) -> str:
+    """The key a subnet's conversion is cached under (its place in the timed list and its arch)."""
+    return f"validate:{index}:{arch.to_json()}"
+
+
+def keep_conversions(backend, folder: Path, archs: Sequence[Arch], progress: bool) -> bool:
+    """Have a converting backend (executorch, tflite) keep its conversions in ``folder``, so that
+    a killed validation, run again, converts only what it had not; says whether it does."""
+    keep = getattr(backend, "keep_conversions", None)
+    if keep is None:
+        return False
+    keys = [conversion_key(i, arch) for i, arch in enumerate(archs)]
+    found = keep(folder, keys, json.dumps(current_forms(), sort_keys=True))
+    if found and progress:
+        print(
+            f"resuming: {found} of {len(keys)} subnets were converted by an earlier run "
+            f"(kept in {folder} until the report is written)",
+            file=sys.stderr,
+        )
+    return True
 
 
 def profile_backend(predictor: LatencyPredictor):
@@ -164,7 +192,9 @@ def validate(
     :meth:`LatencyPredictor.recalibrated`); the report keeps the figures without it too.
 
     ``jobs`` worker processes convert the subnets before any is timed (executorch: lowering a
-    subnet takes far longer than timing it; tflite likewise).
+    subnet takes far longer than timing it; tflite likewise). Their conversions are kept in
+    ``out/conversions`` until the report is written: the same validation, killed and run again,
+    converts only the subnets it had not.
     """
     from predictors.backends import backend_names
 
@@ -186,6 +216,8 @@ def validate(
             raise InputError("the profile has no whole-model measurements to recalibrate on")
     timed = archs + calibration
     backend = profile_backend(predictor)
+    programs = Path(out) / CONVERSIONS if out is not None else None
+    kept = programs is not None and keep_conversions(backend, programs, timed, progress)
     measured = measure_archs(
         predictor, timed, progress=progress, seed=seed, backend=backend, jobs=jobs
     )
@@ -230,6 +262,8 @@ def validate(
         ]
     if out is not None:
         write_report(Path(out), report, archs, predicted, measured)
+    if kept:
+        shutil.rmtree(programs, ignore_errors=True)
     return report
 
 
