@@ -28,7 +28,6 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from nas.arch import Arch
-from nas.blocks import attention_kinds, block_kinds
 from nas.blocks.nn import build_model, deployed
 from nas.extract import export_onnx, export_torchscript, extract
 from nas.graph import count
@@ -36,47 +35,17 @@ from nas.layers import layers_of, slot_layer, slots
 from nas.space import SearchSpace
 from nas.supernet import Supernet
 from tests.conftest import trained_looking
+from tests.example_spaces import example_space, kind_examples
 
-RESOLUTIONS = [8, 12]
 MEASURED = 32  # one resolution, for the space of every example stage (strided one after another)
 
 
-def _example(role: str) -> dict:
-    return dict(next(k for k in block_kinds(role) if k.example is not None).example)
-
-
-def _space(name: str, stem=None, stage=None, head=None) -> SearchSpace:
-    return SearchSpace.from_dict(
-        {
-            "name": f"example-{name}",
-            "in_channels": 3,
-            "num_classes": 4,
-            "resolutions": RESOLUTIONS,
-            "stem": stem or _example("stem"),
-            "stages": [stage or _example("stage")],
-            "head": head or _example("head"),
-        }
-    )
-
-
-def _kind_spaces() -> dict[str, dict]:
-    """One tiny space declaration per registered kind (id -> keyword arguments of _space)."""
-    out = {}
-    for kind in block_kinds():
-        # an entry kind's example is a stage its layers open
-        key = {"stem": "stem", "stage": "stage", "entry": "stage", "head": "head"}[kind.role]
-        out[kind.name] = {key: kind.example}
-    for attention in attention_kinds():
-        out[f"attention-{attention.name}"] = {"stage": attention.example}
-    return out
-
-
-KINDS = _kind_spaces()
+KINDS = kind_examples()
 
 
 @pytest.fixture(scope="module")
 def spaces():
-    return {name: _space(name, **kwargs) for name, kwargs in KINDS.items()}
+    return {name: example_space(name, **kwargs) for name, kwargs in KINDS.items()}
 
 
 def _archs(space: SearchSpace, n: int = 12, seed: int = 0) -> list[Arch]:
@@ -181,7 +150,7 @@ def measured(tmp_path_factory):
     from predictors.measure import MeasurementJob, MeasureSettings
 
     stages = [kwargs["stage"] for kwargs in KINDS.values() if "stage" in kwargs]
-    space = _space("all", stage=stages[0])
+    space = example_space("all", stage=stages[0])
     space = SearchSpace.from_dict({**space.to_dict(), "stages": stages, "resolutions": [MEASURED]})
     settings = MeasureSettings(warmup=1, repeats=1, passes=1, min_time_ms=0.0, models=0)
     out = tmp_path_factory.mktemp("profile") / "profile.json"

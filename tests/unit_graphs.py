@@ -22,34 +22,14 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RECORD = HERE / "unit_graphs.json"
-RESOLUTIONS = [8, 12]
 
 
 def example_spaces() -> list:
-    """A tiny space per registered stage, entry and attention kind: its example stage between
-    the first stem and head examples (as in the block kinds' conformance suite)."""
-    from nas.blocks import attention_kinds, block_kinds
-    from nas.space import SearchSpace
+    """The tiny space of every registered stage, entry and attention kind's example stage (those
+    of the block kinds' conformance suite)."""
+    from tests.example_spaces import example_space, kind_examples
 
-    def example(role: str) -> dict:
-        return dict(next(k for k in block_kinds(role) if k.example is not None).example)
-
-    stages = [dict(k.example) for k in block_kinds() if k.role in ("stage", "entry")]
-    stages += [dict(a.example) for a in attention_kinds()]
-    return [
-        SearchSpace.from_dict(
-            {
-                "name": f"unit-graphs-{i}",
-                "in_channels": 3,
-                "num_classes": 4,
-                "resolutions": RESOLUTIONS,
-                "stem": example("stem"),
-                "stages": [stage],
-                "head": example("head"),
-            }
-        )
-        for i, stage in enumerate(stages)
-    ]
+    return [example_space(name, **kw) for name, kw in kind_examples().items() if "stage" in kw]
 
 
 def unit_specs() -> dict:
