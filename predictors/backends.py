@@ -344,15 +344,17 @@ class ConversionCache:
         self._spill: tempfile.TemporaryDirectory | None = None
         self._pool: list[ConversionWorker] = []
         self._folder: Path | None = None
-        self._salt = ""
 
-    def keep_in(self, folder: Path, salt: str, keys: Sequence[str] = ()) -> int:
-        """From now on write every conversion to ``folder`` (the model and its inputs, in files
-        named by a digest of ``salt`` -- what else the conversion depends on -- and its key) and
+    def keep_in(self, folder: Path, salt: str, keys: Sequence[str] | None = None) -> int:
+        """From now on write every conversion to files in ``folder`` (the model and its inputs,
+        in a subfolder named by a digest of ``salt`` -- what else the conversions depend on) and
         take those already there, written by a command that was killed: it resumes there.
-        Returns how many of ``keys`` are in the folder already."""
-        folder.mkdir(parents=True, exist_ok=True)
-        self._folder, self._salt = folder, salt
+        Returns how many of ``keys`` are there already (all the conversions there, by default)."""
+        digest = hashlib.sha256(salt.encode()).hexdigest()[:16]
+        self._folder = Path(folder) / digest
+        self._folder.mkdir(parents=True, exist_ok=True)
+        if keys is None:
+            return len(list(self._folder.glob(f"*{self.suffix}")))
         return sum(self._lookup(key) is not None for key in keys)
 
     def get(self, key: str, convert: Callable[[], tuple[bytes, Any]]) -> tuple[bytes | Path, Any]:
@@ -365,7 +367,7 @@ class ConversionCache:
     def _files(self, key: str) -> tuple[Path, Path]:
         """The model file and the inputs file of ``key`` in the folder it keeps them in."""
         assert self._folder is not None
-        digest = hashlib.sha256(f"{self._salt}\n{key}".encode()).hexdigest()[:32]
+        digest = hashlib.sha256(key.encode()).hexdigest()[:32]
         return self._folder / f"{digest}{self.suffix}", self._folder / f"{digest}.inputs.pt"
 
     def _lookup(self, key: str) -> tuple[bytes | Path, Any] | None:
@@ -661,10 +663,12 @@ class ConvertingBackend:
     def prepare_cached(self, key: str, build) -> Runner:
         return self.runner(*self._cache.get(key, self._converter(build)))
 
-    def keep_conversions(self, folder: Path, keys: Sequence[str], salt: str = "") -> int:
+    def keep_conversions(
+        self, folder: Path, keys: Sequence[str] | None = None, salt: str = ""
+    ) -> int:
         """Write conversions to files in ``folder`` and reuse those there, made by this backend
         at these settings and library versions (and ``salt``): a killed command resumes its
-        conversions. Returns how many of ``keys`` are there already."""
+        conversions. Returns how many of ``keys`` (default: of any) are there already."""
         import json
 
         settings = [self.name, self.precision, self.batch, self.versions(), salt]

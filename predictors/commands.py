@@ -36,8 +36,9 @@ def register(subparsers) -> None:
         "operators run as one kernel), every kernel configuration of the space (or, beyond "
         "--max-exact, a sample plus per-kind regressors refined where they miss), and whole "
         "models for the per-model overhead. The profile JSON is written as each step completes: "
-        "kill the command at any moment and run it again to resume. `nas search --device OUT` "
-        "then predicts latency from it; `nas device validate --profile OUT` checks it.",
+        "kill the command at any moment and run it again to resume (executorch and tflite keep "
+        "what they converted in OUT.conversions until the profile is complete, so a resumed job "
+        "does not convert again). `nas search --device OUT` then predicts latency from it; `nas device validate --profile OUT` checks it.",
     )
     p.add_argument(
         "--backend",

@@ -18,14 +18,18 @@ be killed at any moment and resumed by running the same command again:
    reach the models as they reach the kernels rather than biasing the overhead fit.
 
 Every timing uses the protocol of :mod:`predictors.backends`, ``passes`` times over shuffled
-chunks; a measurement's value is the least of its passes' statistics.
+chunks; a measurement's value is the least of its passes' statistics. A backend whose
+conversions take seconds (executorch, tflite) keeps them in ``OUT.conversions/`` beside the
+profile until it is complete, so that a job killed in a later pass does not convert again.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import random
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -45,6 +49,7 @@ from predictors.backends import (
     get_backend,
     time_runners,
 )
+from predictors.forms import current as current_forms
 from predictors.kernels import FusionRule, FusionRules, KernelSpec, fusion_candidates
 from predictors.positions import position_layers
 from predictors.profile import DeviceProfile, KernelRecord, Measurement, ModelRecord
@@ -517,6 +522,7 @@ class MeasurementJob:
             )
             profile.complete = False
         self._save(profile)
+        conversions = self._keep_conversions()
         rules = self._fusion_rules(profile)
         fused = ", ".join(f"{r.first}+{r.second}" for r in rules if r.fused) or "none"
         self.log(f"fusion rules: {len(rules)} tested, fused: {fused}")
@@ -544,7 +550,21 @@ class MeasurementJob:
             self._models(profile)
         profile.complete = True
         self._save(profile)
+        if conversions is not None:
+            shutil.rmtree(conversions, ignore_errors=True)
         return profile
+
+    def _keep_conversions(self) -> Path | None:
+        """Where a converting backend (executorch, tflite) keeps what it converted until the
+        profile is complete: a job killed in its second pass converts nothing again."""
+        keep = getattr(self.backend, "keep_conversions", None)
+        if keep is None:
+            return None
+        folder = self.out.parent / f"{self.out.name}.conversions"
+        found = keep(folder, salt=json.dumps(current_forms(), sort_keys=True))
+        if found:
+            self.log(f"resuming: {found} conversions of an earlier run are kept in {folder}")
+        return folder
 
 
 def _neighbours(

@@ -148,7 +148,7 @@ def keep_conversions(backend, folder: Path, archs: Sequence[Arch], progress: boo
     if keep is None:
         return False
     keys = [conversion_key(i, arch) for i, arch in enumerate(archs)]
-    found = keep(folder, keys, json.dumps(current_forms(), sort_keys=True))
+    found = keep(folder, keys, salt=json.dumps(current_forms(), sort_keys=True))
     if found and progress:
         print(
             f"resuming: {found} of {len(keys)} subnets were converted by an earlier run "

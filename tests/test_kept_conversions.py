@@ -1,5 +1,6 @@
-"""`nas device validate` on a backend whose conversions take most of the time (executorch,
-tflite) keeps the subnets it converted: killed and run again, it converts only the others.
+"""`nas device validate` and `nas device measure` on a backend whose conversions take most of
+the time (executorch, tflite) keep what they converted: killed and run again, they convert only
+what they had not.
 
 The backend here is a stand-in with the same frame (:class:`ConvertingBackend`): it converts to
 TorchScript, which takes milliseconds where lowering to ExecuTorch takes a minute."""
@@ -35,8 +36,14 @@ def _script(precision: str, build) -> tuple[bytes, tuple]:
     module, inputs = build()
     buffer = io.BytesIO()
     torch.jit.save(torch.jit.trace(module.eval(), tuple(inputs)), buffer)
-    CONVERTED.append(precision)
+    CONVERTED.append(_identity(build))
     return buffer.getvalue(), tuple(inputs)
+
+
+def _identity(build) -> str:
+    """What a conversion is of: a kernel's key, or a whole model's arch."""
+    first = build.args[0]
+    return getattr(first, "key", None) or build.args[1].to_json()
 
 
 class ScriptedBackend(ConvertingBackend):
@@ -71,7 +78,7 @@ def test_a_killed_validation_converts_only_what_it_had_not(scripted_profile, tmp
     with pytest.raises(Interrupted):
         main(argv)
     assert len(CONVERTED) == 3
-    assert len(list((tmp_path / "v/conversions").glob("*.ts"))) == 3  # what survives the kill
+    assert len(list((tmp_path / "v/conversions").glob("*/*.ts"))) == 3  # what survives the kill
     assert not (tmp_path / "v/report.json").exists()
 
     KILL_AFTER[0] = None
@@ -102,3 +109,33 @@ def test_conversions_of_other_settings_are_not_reused(scripted_profile, tmp_path
     CONVERTED.clear()
     assert main(argv) == 0
     assert len(CONVERTED) == 3
+
+
+def test_a_killed_measurement_does_not_convert_again(tiny_world, tmp_path, monkeypatch, capsys):
+    """`nas device measure` on a converting backend, killed in its first pass, then run again:
+    what it converted before the kill (kernels and whole models, timed or not) is not converted
+    again in either pass, and the kept conversions go once the profile is complete."""
+    monkeypatch.setitem(backends._BACKENDS, ScriptedBackend.name, ScriptedBackend)
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(tiny_world.space, tmp_path / "tiny.yaml")
+    converted = CONVERTED
+    converted.clear()
+    argv = ["device", "measure", "--backend", ScriptedBackend.name, "--space", "tiny.yaml"]
+    argv += ["--resolutions", "8", "--warmup", "1", "--repeats", "2", "--passes", "2"]
+    argv += ["--min-time-ms", "0", "--models", "2", "--out", "p.json"]
+    KILL_AFTER[0] = 25
+    with pytest.raises(Interrupted):
+        main(argv)
+    first = list(converted)
+    assert len(first) == 25 and (tmp_path / "p.json.conversions").is_dir()
+
+    KILL_AFTER[0] = None
+    converted.clear()
+    assert main(argv) == 0
+    assert "resuming: 25 conversions of an earlier run" in capsys.readouterr().err
+    assert converted and not set(first) & set(converted)  # none converted twice
+    profile = json.loads((tmp_path / "p.json").read_text())
+    assert profile["complete"] and all(len(k["passes"]) == 2 for k in profile["kernels"])
+    assert len({*first, *converted}) == len(first) + len(converted)
+    assert not (tmp_path / "p.json.conversions").exists()
+    KILL_AFTER[0] = None
