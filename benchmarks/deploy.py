@@ -10,7 +10,7 @@ thread). The table gives one row per arch and runtime, then the means per attent
 arch (``softmax``, ``relu_linear``, both, none); the PNG plots the int8/fp32 latency ratio
 against the accuracy drop per runtime.
 
-    python benchmarks/deploy.py --run runs/demo/digits [--formats onnx executorch tflite]
+    python benchmarks/deploy.py --run runs/demo/supernet [--formats onnx executorch tflite]
         [--archs 4] [--calib-images 256] [--out benchmarks/deploy-results]
 
 The machine is shared: latencies are side-by-side ratios of one pass set, not absolute figures.

@@ -83,6 +83,10 @@ def check_make_demo(flow: ReadmeFlow, out: str) -> None:
     assert (
         "study:" in out and ">Per-decision effects</h" in (demo / "study/report.html").read_text()
     )
+    # the paths into the demo's folder that the README and the benchmarks' usage lines give
+    for source in [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "benchmarks").glob("*.py"))]:
+        for name in set(re.findall(r"runs/demo/([\w.-]*\w)", source.read_text())):
+            assert (demo / name).exists(), f"{source.name} names runs/demo/{name}: not written"
 
 
 def check_make_test(flow: ReadmeFlow, out: str) -> None:
