@@ -663,15 +663,16 @@ class ConvertingBackend:
     def prepare_cached(self, key: str, build) -> Runner:
         return self.runner(*self._cache.get(key, self._converter(build)))
 
-    def keep_conversions(
-        self, folder: Path, keys: Sequence[str] | None = None, salt: str = ""
-    ) -> int:
+    def keep_conversions(self, folder: Path, keys: Sequence[str] | None = None) -> int:
         """Write conversions to files in ``folder`` and reuse those there, made by this backend
-        at these settings and library versions (and ``salt``): a killed command resumes its
-        conversions. Returns how many of ``keys`` (default: of any) are there already."""
+        at these settings, library versions and unit revisions (:mod:`predictors.forms`): a
+        killed command resumes its conversions. Returns how many of ``keys`` (default: of any)
+        are there already."""
         import json
 
-        settings = [self.name, self.precision, self.batch, self.versions(), salt]
+        from predictors.forms import current
+
+        settings = [self.name, self.precision, self.batch, self.versions(), current()]
         return self._cache.keep_in(Path(folder), json.dumps(settings, sort_keys=True), keys)
 
     def convert_ahead(self, modules: Sequence[tuple[str, Any]], jobs: int, progress: bool) -> None:

@@ -38,7 +38,8 @@ def register(subparsers) -> None:
         "models for the per-model overhead. The profile JSON is written as each step completes: "
         "kill the command at any moment and run it again to resume (executorch and tflite keep "
         "what they converted in OUT.conversions until the profile is complete, so a resumed job "
-        "does not convert again). `nas search --device OUT` then predicts latency from it; `nas device validate --profile OUT` checks it.",
+        "does not convert again). `nas search --device OUT` then predicts latency from it; "
+        "`nas device validate --profile OUT` checks it.",
     )
     p.add_argument(
         "--backend",

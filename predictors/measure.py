@@ -26,7 +26,6 @@ profile until it is complete, so that a job killed in a later pass does not conv
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import random
 import shutil
@@ -49,7 +48,6 @@ from predictors.backends import (
     get_backend,
     time_runners,
 )
-from predictors.forms import current as current_forms
 from predictors.kernels import FusionRule, FusionRules, KernelSpec, fusion_candidates
 from predictors.positions import position_layers
 from predictors.profile import DeviceProfile, KernelRecord, Measurement, ModelRecord
@@ -561,7 +559,7 @@ class MeasurementJob:
         if keep is None:
             return None
         folder = self.out.parent / f"{self.out.name}.conversions"
-        found = keep(folder, salt=json.dumps(current_forms(), sort_keys=True))
+        found = keep(folder)
         if found:
             self.log(f"resuming: {found} conversions of an earlier run are kept in {folder}")
         return folder

@@ -26,7 +26,6 @@ from nas.arch import Arch
 from nas.errors import InputError
 from nas.runs import replace_atomic, write_atomic
 from predictors.backends import TimingProtocol, convert_ahead, get_backend, time_runners
-from predictors.forms import current as current_forms
 from predictors.latency import LatencyPredictor
 from predictors.measure import model_runner_inputs
 
@@ -148,7 +147,7 @@ def keep_conversions(backend, folder: Path, archs: Sequence[Arch], progress: boo
     if keep is None:
         return False
     keys = [conversion_key(i, arch) for i, arch in enumerate(archs)]
-    found = keep(folder, keys, salt=json.dumps(current_forms(), sort_keys=True))
+    found = keep(folder, keys)
     if found and progress:
         print(
             f"resuming: {found} of {len(keys)} subnets were converted by an earlier run "
