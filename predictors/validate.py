@@ -215,8 +215,8 @@ def validate(
             raise InputError("the profile has no whole-model measurements to recalibrate on")
     timed = archs + calibration
     backend = profile_backend(predictor)
-    programs = Path(out) / CONVERSIONS if out is not None else None
-    kept = programs is not None and keep_conversions(backend, programs, timed, progress)
+    conversions = Path(out) / CONVERSIONS if out is not None else None
+    kept = conversions is not None and keep_conversions(backend, conversions, timed, progress)
     measured = measure_archs(
         predictor, timed, progress=progress, seed=seed, backend=backend, jobs=jobs
     )
@@ -262,7 +262,7 @@ def validate(
     if out is not None:
         write_report(Path(out), report, archs, predicted, measured)
     if kept:
-        shutil.rmtree(programs, ignore_errors=True)
+        shutil.rmtree(conversions, ignore_errors=True)
     return report
 
 
