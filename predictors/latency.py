@@ -7,7 +7,8 @@ measurements of a :class:`~predictors.profile.DeviceProfile`:
   table), and for configurations it lacks, one scikit-learn regressor per kernel kind, fitted on
   first need on that kind's measurements;
 * a per-model overhead term ``scale * sum(kernel - baseline) + per_kernel * kernels
-  + per_mparam * parameters + per_minput * convolution inputs + constant`` (:class:`Overhead`), fitted
+  + per_structural * structural units + per_mparam * parameters + per_minput * convolution inputs
+  + constant`` (:class:`Overhead`), fitted
   by least squares (relative error) on the profile's whole-model measurements, its terms chosen by
   leave-one-out error; the baseline is the cost of one invocation with no work in it, which every
   standalone kernel timing includes once and a whole model only once in total.
@@ -89,6 +90,9 @@ class OperatorScheme:
     def conv_input_elements(self, unit: KernelSpec) -> int:
         return unit.conv_input_elements
 
+    def structural(self, unit: KernelSpec) -> bool:
+        return unit.structural
+
 
 class TableScheme:
     """Layers -> block keys of a published latency table (Pixel 4 or Note10)."""
@@ -131,6 +135,9 @@ class TableScheme:
 
     def conv_input_elements(self, unit: str) -> int:
         return 0
+
+    def structural(self, unit: str) -> bool:
+        return False
 
 
 def make_scheme(profile: DeviceProfile):
@@ -262,13 +269,17 @@ class KernelModel:
 @dataclass(frozen=True)
 class Overhead:
     """Whole model = scale * sum(kernel - baseline) + per_kernel * kernels
-    + per_mparam * parameters / 1e6 + per_minput * convolution input elements / 1e6 + constant (ms).
+    + per_structural * structural units + per_mparam * parameters / 1e6
+    + per_minput * convolution input elements / 1e6 + constant (ms).
 
     The parameter term stands for weights a whole model streams from memory once per run,
     which a kernel timed on its own over and over finds in cache. The input term goes the other
     way: a convolution timed on its own pays on every run a cost in proportion to its input that
     it does not pay inside a model (:attr:`KernelSpec.conv_input_elements`); for a depthwise
-    convolution at 112 px on ONNX Runtime that is half its standalone time.
+    convolution at 112 px on ONNX Runtime that is half its standalone time. The structural-unit
+    term prices what a block kind's multi-operator unit (an attention core, a cascaded head, SE:
+    :attr:`KernelSpec.structural`) costs inside a model beyond its time alone: on ONNX Runtime at
+    32 px a cascaded head costs about half as much again inside a model.
     """
 
     scale: float = 1.0
@@ -281,13 +292,15 @@ class Overhead:
     terms: tuple[str, ...] = ("scale", "per_kernel", "constant")
     loo_mape: float | None = None
     per_minput: float = 0.0
+    per_structural: float = 0.0
 
-    def apply(self, raw, count, mparams=0.0, minputs=0.0):
+    def apply(self, raw, count, mparams=0.0, minputs=0.0, structural=0.0):
         return (
             self.scale * raw
             + self.per_kernel * count
             + self.per_mparam * mparams
             + self.per_minput * minputs
+            + self.per_structural * structural
             + self.constant
         )
 
@@ -297,6 +310,7 @@ class Overhead:
             "per_kernel_ms": self.per_kernel,
             "per_mparam_ms": self.per_mparam,
             "per_minput_ms": self.per_minput,
+            "per_structural_ms": self.per_structural,
             "constant_ms": self.constant,
             "baseline_ms": self.baseline,
             "terms": list(self.terms),
@@ -306,8 +320,15 @@ class Overhead:
         }
 
 
+#: Terms whose column is zero for a model without such kernels: a set with one that is zero for
+#: every calibration model is not tried.
+SPARSE_TERMS = ("per_mparam", "per_minput", "per_structural")
+
 #: Term sets tried for the overhead fit, richest first; "scale" fixed to 1 when absent.
 OVERHEAD_TERMS = (
+    ("scale", "per_kernel", "per_structural", "per_mparam", "per_minput", "constant"),
+    ("scale", "per_kernel", "per_structural", "per_minput", "constant"),
+    ("scale", "per_kernel", "per_structural", "constant"),
     ("scale", "per_kernel", "per_mparam", "per_minput", "constant"),
     ("scale", "per_kernel", "per_minput", "constant"),
     ("scale", "per_kernel", "per_mparam", "constant"),
@@ -324,6 +345,7 @@ def fit_overhead(
     baseline: float,
     mparams: np.ndarray | None = None,
     minputs: np.ndarray | None = None,
+    structural: np.ndarray | None = None,
 ) -> Overhead:
     """Least squares in relative error over each term set of :data:`OVERHEAD_TERMS` the data can
     carry (at least two models more than terms, and no term that is zero for every model); the
@@ -333,18 +355,20 @@ def fit_overhead(
         return Overhead(constant=baseline, baseline=baseline, terms=())
     mparams = np.zeros(n) if mparams is None else np.asarray(mparams, dtype=np.float64)
     minputs = np.zeros(n) if minputs is None else np.asarray(minputs, dtype=np.float64)
+    structural = np.zeros(n) if structural is None else np.asarray(structural, dtype=np.float64)
     columns = {
         "scale": raw,
         "per_kernel": count,
         "per_mparam": mparams,
         "per_minput": minputs,
+        "per_structural": structural,
         "constant": np.ones(n),
     }
     best = None
     for terms in OVERHEAD_TERMS:
         if n < len(terms) + 2 and terms != ("constant",):
             continue
-        if any(not columns[t].any() for t in terms if t in ("per_mparam", "per_minput")):
+        if any(not columns[t].any() for t in terms if t in SPARSE_TERMS):
             continue
         coef = _solve(terms, columns, raw, measured, np.arange(n))
         if coef is None:
@@ -359,13 +383,14 @@ def fit_overhead(
         per_kernel=float(values.get("per_kernel", 0.0)),
         per_mparam=float(values.get("per_mparam", 0.0)),
         per_minput=float(values.get("per_minput", 0.0)),
+        per_structural=float(values.get("per_structural", 0.0)),
         constant=float(values.get("constant", 0.0)),
         baseline=baseline,
         models=n,
         terms=terms,
         loo_mape=float(loo * 100) if np.isfinite(loo) else None,
     )
-    guess = fit.apply(raw, count, mparams, minputs)
+    guess = fit.apply(raw, count, mparams, minputs, structural)
     mape = float(np.mean(np.abs(guess - measured) / measured) * 100)
     return replace(fit, fit_mape=mape)
 
@@ -452,11 +477,12 @@ class LatencyPredictor:
 
     def overhead_inputs(self, archs: Sequence[Arch]) -> np.ndarray:
         """Per arch, the inputs of :meth:`Overhead.apply`: the sum of its kernel times net of the
-        baseline, its kernels, parameters / 1e6 and convolution input elements / 1e6 (n x 4)."""
+        baseline, its kernels, parameters / 1e6, convolution input elements / 1e6 and
+        structural units (n x 5)."""
         per_arch = [self.scheme.arch_units(self.space, arch) for arch in archs]
         costs = self.kernels.ms_many([u for units in per_arch for u in units])  # one batch
         sums = np.array([self._raw_of(units, costs)[0] for units in per_arch], dtype=np.float64)
-        return sums.reshape(len(per_arch), 4)
+        return sums.reshape(len(per_arch), 5)
 
     def _overhead_from(self, models: Sequence[tuple[Arch, float]]) -> Overhead:
         sums = self.overhead_inputs([arch for arch, _ in models])
@@ -467,6 +493,7 @@ class LatencyPredictor:
             self.baseline,
             sums[:, 2],
             sums[:, 3],
+            sums[:, 4],
         )
 
     def recalibrated(self, models: Sequence[tuple[Arch, float]]) -> LatencyPredictor:
@@ -509,23 +536,24 @@ class LatencyPredictor:
 
     # ----------------------------------------------------------------- reference path
 
-    def _raw(self, arch: Arch) -> tuple[tuple[float, int, float, float], bool]:
+    def _raw(self, arch: Arch) -> tuple[tuple[float, int, float, float, int], bool]:
         """The terms :meth:`Overhead.apply` takes -- (sum of kernel times net of the baseline,
-        kernels, parameters / 1e6, convolution input elements / 1e6) -- and whether any is
-        regressed."""
+        kernels, parameters / 1e6, convolution input elements / 1e6, structural units) -- and
+        whether any is regressed."""
         units = self.scheme.arch_units(self.space, arch)
         return self._raw_of(units, self.kernels.ms_many(units))
 
     def _raw_of(
         self, units: Sequence[Any], costs: dict[Any, tuple[float, bool]]
-    ) -> tuple[tuple[float, int, float, float], bool]:
+    ) -> tuple[tuple[float, int, float, float, int], bool]:
         """:meth:`_raw` of an arch's ``units``, their times looked up in ``costs``
         (:meth:`KernelModel.ms_many`: the unmeasured ones regressed in one batch per kernel kind)."""
         found = [costs[u] for u in units]
         mparams = sum(self.scheme.params(u) for u in units) / 1e6
         minputs = sum(self.scheme.conv_input_elements(u) for u in units) / 1e6
+        structural = sum(self.scheme.structural(u) for u in units)
         raw = sum(self._net(ms) for ms, _ in found)
-        return (raw, len(units), mparams, minputs), any(regressed for _, regressed in found)
+        return (raw, len(units), mparams, minputs, structural), any(r for _, r in found)
 
     def predict_arch(self, arch: Arch) -> float:
         """One arch through its operator graph (or table keys): the reference for :meth:`predict`."""
@@ -569,13 +597,14 @@ class LatencyPredictor:
 
     def _share(self, unit: Any, ms: float) -> float:
         """A kernel's part of a whole-model prediction: its time net of the baseline, scaled,
-        plus its per-kernel and per-parameter overhead."""
+        plus its per-kernel, per-parameter, per-input and structural-unit overhead."""
         o = self.overhead
         return (
             o.scale * self._net(ms)
             + o.per_kernel
             + o.per_mparam * self.scheme.params(unit) / 1e6
             + o.per_minput * self.scheme.conv_input_elements(unit) / 1e6
+            + o.per_structural * self.scheme.structural(unit)
         )
 
     # ----------------------------------------------------------------- vectorised path
