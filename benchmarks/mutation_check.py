@@ -69,8 +69,8 @@ MUTATIONS = (
     Mutation(
         "latency overhead constant dropped",
         "predictors/latency.py",
-        "            + self.per_minput * minputs\n            + self.constant\n",
-        "            + self.per_minput * minputs\n",
+        "            + self.per_structural * structural\n            + self.constant\n",
+        "            + self.per_structural * structural\n",
         ("tests/test_latency_predictor.py", "tests/test_device_suite.py"),
     ),
     Mutation(
