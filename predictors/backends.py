@@ -500,6 +500,25 @@ class ConversionWorker:
             self._executor = None
 
 
+def time_modules(
+    backend,
+    modules: Sequence[tuple[str, Any]],
+    protocol: TimingProtocol,
+    jobs: int = 1,
+    progress: bool = False,
+) -> list[Timing]:
+    """Time (cache key, module builder) pairs round-robin on ``backend`` under ``protocol``
+    (converted first by ``jobs`` worker processes where the backend converts slowly).
+
+    The runners live for this call only, so that a chunk's sessions are created after the
+    previous chunk's are released: every chunk is timed in the same state. Sub-millisecond
+    subnets whose ONNX Runtime sessions were created while the previous chunk's still lived ran
+    several percent slower, which put the validation's timings off the measuring job's."""
+    convert_ahead(backend, modules, jobs, progress)
+    runners = [backend.prepare_cached(key, build) for key, build in modules]
+    return time_runners(runners, protocol, backend.timing_context())
+
+
 def convert_ahead(backend, modules: Sequence[tuple[str, Any]], jobs: int, progress: bool) -> None:
     """Have ``backend`` convert the (key, build) ``modules`` in ``jobs`` worker processes before
     they are timed, where its conversions are slow enough to have it (executorch, tflite)."""

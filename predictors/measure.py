@@ -44,9 +44,8 @@ from nas.space import SearchSpace
 from predictors.backends import (
     Timing,
     TimingProtocol,
-    convert_ahead,
     get_backend,
-    time_runners,
+    time_modules,
 )
 from predictors.kernels import FusionRule, FusionRules, KernelSpec, fusion_candidates
 from predictors.positions import position_layers
@@ -262,11 +261,8 @@ class MeasurementJob:
     # ----------------------------------------------------------------- timing
 
     def _time(self, modules: Sequence[tuple[str, Callable[[], tuple[Any, tuple]]]]) -> list[Timing]:
-        """Time (cache key, module builder) pairs round-robin (converted first by
-        ``settings.jobs`` worker processes where the backend converts slowly)."""
-        convert_ahead(self.backend, modules, self.settings.jobs, self.progress)
-        runners = [self.backend.prepare_cached(key, build) for key, build in modules]
-        return time_runners(runners, self.protocol, self.backend.timing_context())
+        """Time (cache key, module builder) pairs round-robin (:func:`time_modules`)."""
+        return time_modules(self.backend, modules, self.protocol, self.settings.jobs, self.progress)
 
     def _model(self, arch: Arch, batch: int):
         return arch.to_json(), partial(

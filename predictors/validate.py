@@ -25,7 +25,7 @@ import numpy as np
 from nas.arch import Arch
 from nas.errors import InputError
 from nas.runs import replace_atomic, write_atomic
-from predictors.backends import TimingProtocol, convert_ahead, get_backend, time_runners
+from predictors.backends import TimingProtocol, convert_ahead, get_backend, time_modules
 from predictors.latency import LatencyPredictor
 from predictors.measure import model_runner_inputs
 
@@ -125,10 +125,8 @@ def measure_archs(
         random.Random(seed * 1000 + p).shuffle(order)
         for start in range(0, len(order), chunk):
             part = order[start : start + chunk]
-            runners = [backend.prepare_cached(*modules[i]) for i in part]
-            for i, timing in zip(
-                part, time_runners(runners, protocol, backend.timing_context()), strict=True
-            ):
+            timings = time_modules(backend, [modules[i] for i in part], protocol)
+            for i, timing in zip(part, timings, strict=True):
                 best[i] = min(best[i], timing.value(profile.statistic))
             bar.update(len(part))
     bar.close()
