@@ -282,7 +282,7 @@ def _overhead_text(o: dict) -> str:
         f"scale {o['scale']:.3f}, {o['per_kernel_ms'] * 1000:.2f} us/kernel, "
         f"{o['per_mparam_ms'] * 1000:.1f} us per M parameters, "
         f"{o['per_minput_ms'] * 1000:.1f} us per M convolution input elements, "
-        f"{o.get('per_structural_ms', 0.0) * 1000:.2f} us per structural unit, "
+        f"{o['per_structural_ms'] * 1000:.2f} us per structural unit, "
         f"constant {o['constant_ms'] * 1000:.1f} us"
     )
     if o.get("fit_mape") is not None:

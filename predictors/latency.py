@@ -486,15 +486,8 @@ class LatencyPredictor:
 
     def _overhead_from(self, models: Sequence[tuple[Arch, float]]) -> Overhead:
         sums = self.overhead_inputs([arch for arch, _ in models])
-        return fit_overhead(
-            sums[:, 0],
-            sums[:, 1],
-            np.array([ms for _, ms in models], dtype=np.float64),
-            self.baseline,
-            sums[:, 2],
-            sums[:, 3],
-            sums[:, 4],
-        )
+        measured = np.array([ms for _, ms in models], dtype=np.float64)
+        return fit_overhead(sums[:, 0], sums[:, 1], measured, self.baseline, *sums[:, 2:].T)
 
     def recalibrated(self, models: Sequence[tuple[Arch, float]]) -> LatencyPredictor:
         """A copy whose overhead term is refitted on (arch, measured ms) pairs.
