@@ -35,7 +35,9 @@ class DemoSize:
     train: tuple[str, ...] = ()
     measure: tuple[str, ...] = ()
     search: tuple[str, ...] = ()
-    torch_measure: tuple[str, ...] = ("--passes", "1", "--min-time-ms", "10")
+    torch_measure: tuple[str, ...] = (
+        "--passes", "1", "--min-time-ms", "10", "--min-span-ms", "1000"
+    )  # fmt: skip
     study: tuple[str, ...] = ()
 
 
@@ -50,14 +52,14 @@ QUICK = DemoSize(
     ),
     measure=(
         "--warmup", "1", "--repeats", "3", "--passes", "1", "--min-time-ms", "0",
-        "--models", "4", "--max-exact", "0", "--prior-per-kind", "3", "--adaptive-rounds", "1",
-        "--adaptive-batch", "8",
+        "--min-span-ms", "0", "--models", "4", "--max-exact", "0", "--prior-per-kind", "3",
+        "--adaptive-rounds", "1", "--adaptive-batch", "8",
     ),
     search=("--batch-size", "6"),
     torch_measure=(
         "--warmup", "1", "--repeats", "2", "--passes", "1", "--min-time-ms", "0",
-        "--models", "3", "--max-exact", "0", "--prior-per-kind", "2", "--adaptive-rounds", "1",
-        "--adaptive-batch", "8",
+        "--min-span-ms", "0", "--models", "3", "--max-exact", "0", "--prior-per-kind", "2",
+        "--adaptive-rounds", "1", "--adaptive-batch", "8",
     ),
     study=("--n", "24", "--pairs", "3", "--measure", "6", "--importance-archs", "16"),
 )  # fmt: skip

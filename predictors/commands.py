@@ -79,6 +79,14 @@ def register(subparsers) -> None:
         "runs; default 40)",
     )
     p.add_argument(
+        "--min-span-ms",
+        type=nonnegative_float,
+        default=5000.0,
+        help="each round-robin of kernels or models lasts at least this long, so that every "
+        "one's runs are spread over the fast and slow spells of a shared machine (fast ones are "
+        "timed in larger chunks to fill it; 0: no minimum; default 5000)",
+    )
+    p.add_argument(
         "--max-exact",
         type=int,
         default=4000,
@@ -302,7 +310,9 @@ def cmd_measure(args: argparse.Namespace) -> None:
 
     out = check_output_file(args.out)
     get_backend(args.backend, args.threads, args.batch, args.precision)  # bad settings first
-    TimingProtocol(args.warmup, args.repeats, args.statistic, args.min_time_ms)
+    TimingProtocol(
+        args.warmup, args.repeats, args.statistic, args.min_time_ms, min_span_ms=args.min_span_ms
+    )
     for option in ("passes", "prior_per_kind", "adaptive_batch", "jobs"):
         if getattr(args, option) < 1:
             name = "--" + option.replace("_", "-")
@@ -321,6 +331,7 @@ def cmd_measure(args: argparse.Namespace) -> None:
         passes=args.passes,
         statistic=args.statistic,
         min_time_ms=args.min_time_ms,
+        min_span_ms=args.min_span_ms,
         resolutions=tuple(args.resolutions) if args.resolutions else None,
         max_exact=args.max_exact,
         prior_per_kind=args.prior_per_kind,

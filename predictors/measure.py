@@ -18,7 +18,7 @@ be killed at any moment and resumed by running the same command again:
    reach the models as they reach the kernels rather than biasing the overhead fit.
 
 Every timing uses the protocol of :mod:`predictors.backends`, ``passes`` times over shuffled
-chunks; a measurement's value is the least of its passes' statistics. A backend whose
+chunks (sized by :class:`~predictors.backends.ChunkSizer`); a measurement's value is the least of its passes' statistics. A backend whose
 conversions take seconds (executorch, tflite) keeps them in ``OUT.conversions/`` beside the
 profile until it is complete, so that a job killed in a later pass does not convert again.
 """
@@ -42,6 +42,7 @@ from nas.errors import InputError
 from nas.layers import slots
 from nas.space import SearchSpace
 from predictors.backends import (
+    ChunkSizer,
     Timing,
     TimingProtocol,
     get_backend,
@@ -52,10 +53,14 @@ from predictors.positions import position_layers
 from predictors.profile import DeviceProfile, KernelRecord, Measurement, ModelRecord
 
 #: Settings profiles measured before they were recorded were measured with.
-LEGACY_SETTINGS = {"precision": "fp32"}
+LEGACY_SETTINGS = {"precision": "fp32", "min_span_ms": 0.0}
 FUSION_THRESHOLD = 0.5
 ADDITIVITY_TOLERANCE = 0.05
 ADAPTIVE_ERROR = 0.10
+#: The most kernels and whole models timed round-robin at once (:class:`ChunkSizer`): fast ones
+#: fill a chunk until its round-robin lasts ``min_span_ms``; these bound the memory they hold.
+MOST_KERNELS = 128
+MOST_MODELS = 32
 
 
 def fuses(t1: float, t2: float, t12: float) -> bool:
@@ -86,6 +91,7 @@ class MeasureSettings:
     passes: int = 2
     statistic: str = "min"
     min_time_ms: float = 40.0
+    min_span_ms: float = 5000.0
     resolutions: tuple[int, ...] | None = None
     max_exact: int = 4000
     models: int = 32
@@ -100,7 +106,12 @@ class MeasureSettings:
 
     def protocol(self) -> TimingProtocol:
         return TimingProtocol(
-            self.warmup, self.repeats, self.statistic, self.min_time_ms, rewarm=self.rewarm
+            self.warmup,
+            self.repeats,
+            self.statistic,
+            self.min_time_ms,
+            rewarm=self.rewarm,
+            min_span_ms=self.min_span_ms,
         )
 
     def stored(self) -> dict[str, Any]:
@@ -114,6 +125,7 @@ class MeasureSettings:
             "passes": self.passes,
             "statistic": self.statistic,
             "min_time_ms": self.min_time_ms,
+            "min_span_ms": self.min_span_ms,
             "rewarm": self.rewarm,
             "resolutions": list(self.resolutions) if self.resolutions else None,
         }
@@ -305,9 +317,10 @@ class MeasurementJob:
                 if s.key not in records or len(records[s.key].measurement.passes) <= p
             ]
             random.Random(self.settings.seed * 1000 + p).shuffle(todo)
-            for start in range(0, len(todo), self.settings.chunk):
-                chunk = todo[start : start + self.settings.chunk]
+            sizer = ChunkSizer(self.protocol, self.settings.chunk, MOST_KERNELS)
+            for chunk in sizer.chunks(todo):
                 timings = self._time([self._kernel(s) for s in (BASELINE, *chunk)])
+                sizer.update(timings)
                 if profile.baseline is None:
                     profile.baseline = Measurement([])
                 if len(profile.baseline.passes) < self.settings.passes:
@@ -401,14 +414,14 @@ class MeasurementJob:
         total = len(archs) * passes
         done = sum(min(len(by_arch[a].measurement.passes), passes) for a in archs)
         bar = _bar(total, done, "whole models", self.progress, unit="model")
-        size = max(1, self.settings.chunk // 2)
         for p in range(passes):
             todo = [a for a in archs if len(by_arch[a].measurement.passes) <= p]
             random.Random(self.settings.seed * 1000 + p).shuffle(todo)
-            for start in range(0, len(todo), size):
-                chunk = todo[start : start + size]
-                modules = [self._model(a, batch) for a in chunk]
-                for arch, timing in zip(chunk, self._time(modules), strict=True):
+            sizer = ChunkSizer(self.protocol, max(1, self.settings.chunk // 2), MOST_MODELS)
+            for chunk in sizer.chunks(todo):
+                timings = self._time([self._model(a, batch) for a in chunk])
+                sizer.update(timings)
+                for arch, timing in zip(chunk, timings, strict=True):
                     by_arch[arch].measurement.passes.append(timing)
                 bar.update(len(chunk))
                 self._checkpoint(profile)

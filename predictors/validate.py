@@ -25,9 +25,15 @@ import numpy as np
 from nas.arch import Arch
 from nas.errors import InputError
 from nas.runs import replace_atomic, write_atomic
-from predictors.backends import TimingProtocol, convert_ahead, get_backend, time_modules
+from predictors.backends import (
+    ChunkSizer,
+    TimingProtocol,
+    convert_ahead,
+    get_backend,
+    time_modules,
+)
 from predictors.latency import LatencyPredictor
-from predictors.measure import model_runner_inputs
+from predictors.measure import MOST_MODELS, model_runner_inputs
 
 #: Subfolder of the report folder that holds converted subnets until the report is written.
 CONVERSIONS = "conversions"
@@ -102,12 +108,13 @@ def measure_archs(
     profile = predictor.profile
     settings = profile.settings
     backend = backend or profile_backend(predictor)
-    protocol = TimingProtocol(
+    protocol = TimingProtocol(  # profiles from before rewarm and min_span_ms: as they were timed
         int(settings.get("warmup", 10)),
         int(settings.get("repeats", 30)),
         profile.statistic,
         float(settings.get("min_time_ms", 10.0)),
-        rewarm=bool(settings.get("rewarm", False)),  # profiles from before it: as they were timed
+        rewarm=bool(settings.get("rewarm", False)),
+        min_span_ms=float(settings.get("min_span_ms", 0.0)),
     )
     passes = int(settings.get("passes", 1))
     modules = [
@@ -123,9 +130,10 @@ def measure_archs(
     for p in range(passes):
         order = list(range(len(archs)))
         random.Random(seed * 1000 + p).shuffle(order)
-        for start in range(0, len(order), chunk):
-            part = order[start : start + chunk]
+        sizer = ChunkSizer(protocol, chunk, MOST_MODELS)
+        for part in sizer.chunks(order):
             timings = time_modules(backend, [modules[i] for i in part], protocol)
+            sizer.update(timings)
             for i, timing in zip(part, timings, strict=True):
                 best[i] = min(best[i], timing.value(profile.statistic))
             bar.update(len(part))

@@ -32,7 +32,7 @@ SMALL_TRAINING = (
 #: Device timing with few runs of a sample of the kernel configurations (the others predicted by
 #: the per-kind regressors): the profile's structure is what is checked, not its figures.
 SMALL_TIMING = (
-    "--warmup 1 --repeats 3 --passes 1 --min-time-ms 0 --models 4 "
+    "--warmup 1 --repeats 3 --passes 1 --min-time-ms 0 --min-span-ms 0 --models 4 "
     "--max-exact 0 --prior-per-kind 3 --adaptive-rounds 1 --adaptive-batch 8"
 )
 #: Searched archs (and archs per search step).

@@ -575,6 +575,16 @@ def case_measure_min_time_nan(w, d):
     return Bad([*argv, "--out", "p.json"], ["--min-time-ms", "finite"])
 
 
+@case("numbers")
+def case_measure_min_span_negative(w, d):
+    argv = [
+        *["device", "measure", "--backend", "torch", "--space", "tiny.yaml"],
+        "--min-span-ms",
+        "-1",
+    ]
+    return Bad([*argv, "--out", "p.json"], ["--min-span-ms", ">= 0"])
+
+
 @case("options")
 def case_sample_at_a_resolution_outside_the_space(w, d):
     argv = ["sample", "--space", "hybrid-tiny", "--resolution", "99"]

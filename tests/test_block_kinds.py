@@ -152,7 +152,9 @@ def measured(tmp_path_factory):
     stages = [kwargs["stage"] for kwargs in KINDS.values() if "stage" in kwargs]
     space = example_space("all", stage=stages[0])
     space = SearchSpace.from_dict({**space.to_dict(), "stages": stages, "resolutions": [MEASURED]})
-    settings = MeasureSettings(warmup=1, repeats=1, passes=1, min_time_ms=0.0, models=0)
+    settings = MeasureSettings(
+        warmup=1, repeats=1, passes=1, min_time_ms=0.0, min_span_ms=0.0, models=0
+    )
     out = tmp_path_factory.mktemp("profile") / "profile.json"
     return MeasurementJob(space, out, settings, False, lambda m: None).run(), space
 

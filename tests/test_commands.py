@@ -27,6 +27,7 @@ from nas.cli import main
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 SMALL_TIMING = ["--warmup", "1", "--repeats", "3", "--passes", "1", "--min-time-ms", "0"]
+SMALL_TIMING += ["--min-span-ms", "0"]
 SPACE = "hybrid-tiny"
 
 

@@ -275,6 +275,8 @@ MEASURE_SMALL = [
     "1",
     "--min-time-ms",
     "0",
+    "--min-span-ms",
+    "0",
     "--models",
     "1",
     "--max-exact",

@@ -35,7 +35,9 @@ from predictors.measure import (
 from predictors.profile import DeviceProfile
 from predictors.validate import metrics as validation_metrics
 
-FAST = dict(warmup=1, repeats=3, passes=1, min_time_ms=0.0, models=4, resolutions=(12,))
+FAST = dict(
+    warmup=1, repeats=3, passes=1, min_time_ms=0.0, min_span_ms=0.0, models=4, resolutions=(12,)
+)
 #: A sample of one kernel configuration per kind, the others predicted: for tests of what a
 #: measurement does around its kernels (fusion rules, calibration passes), not of the table.
 SAMPLED = dict(max_exact=0, prior_per_kind=1, adaptive_rounds=0)
@@ -59,7 +61,18 @@ def test_measure_killed_with_sigkill_resumes_and_validates(tmp_path, tiny_space)
     out = tmp_path / "profile.json"
     command = [str(nas_executable()), "device", "measure", "--backend", "torch"]
     command += ["--space", str(space_file), "--resolutions", "12", "--out", str(out)]
-    command += ["--warmup", "1", "--repeats", "3", "--passes", "1", "--min-time-ms", "0"]
+    command += [
+        "--warmup",
+        "1",
+        "--repeats",
+        "3",
+        "--passes",
+        "1",
+        "--min-time-ms",
+        "0",
+        "--min-span-ms",
+        "0",
+    ]
     command += ["--models", "4"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while not _measured_kernels(out) and process.poll() is None:

@@ -122,7 +122,7 @@ def test_a_killed_measurement_does_not_convert_again(tiny_world, tmp_path, monke
     converted.clear()
     argv = ["device", "measure", "--backend", ScriptedBackend.name, "--space", "tiny.yaml"]
     argv += ["--resolutions", "8", "--warmup", "1", "--repeats", "2", "--passes", "2"]
-    argv += ["--min-time-ms", "0", "--models", "2", "--out", "p.json"]
+    argv += ["--min-time-ms", "0", "--min-span-ms", "0", "--models", "2", "--out", "p.json"]
     KILL_AFTER[0] = 25
     with pytest.raises(Interrupted):
         main(argv)

@@ -143,7 +143,7 @@ TRAIN = (
 )
 MEASURE = (
     "device measure --backend onnxruntime --warmup 1 --repeats 1 --passes 1 "
-    "--min-time-ms 0 --models 2"
+    "--min-time-ms 0 --min-span-ms 0 --models 2"
 )
 
 

@@ -47,7 +47,7 @@ def test_hybrid_zoo_trains_measures_searches_and_exports(tmp_path):
     )
     nas(
         *f"device measure --backend onnxruntime --space {space} --warmup 1 --repeats 1 "
-        f"--passes 1 --min-time-ms 0 --models 2 --max-exact 0 --prior-per-kind 3 "
+        f"--passes 1 --min-time-ms 0 --min-span-ms 0 --models 2 --max-exact 0 --prior-per-kind 3 "
         f"--adaptive-rounds 1 --adaptive-batch 8 --out {profile}".split()
     )
     kinds = {k["kind"] for k in json.loads(profile.read_text())["kernels"]}

@@ -19,7 +19,7 @@ TRAIN = (
 #: A quick profile: torch eager, one pass, two whole models.
 MEASURE = (
     "device measure --backend torch --space {space} --warmup 1 --repeats 3 --passes 1 "
-    "--models 2 --min-time-ms 1 --device {device} --out {out}"
+    "--models 2 --min-time-ms 1 --min-span-ms 0 --device {device} --out {out}"
 )
 SEARCH = (
     "search --run run --device a.json --latency-ms 1000 --evaluations 8 --batch-size 4 "
