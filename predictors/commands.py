@@ -64,7 +64,13 @@ def register(subparsers) -> None:
     )
     p.add_argument("--warmup", type=int, default=10, help="warm-up runs (default 10)")
     p.add_argument("--repeats", type=int, default=30, help="timed runs per pass (default 30)")
-    p.add_argument("--passes", type=int, default=2, help="measurement passes (default 2)")
+    p.add_argument(
+        "--passes",
+        type=int,
+        default=3,
+        help="measurement passes over shuffled chunks; a kernel or model keeps its fastest "
+        "(default 3)",
+    )
     p.add_argument(
         "--statistic",
         default="min",

@@ -88,7 +88,7 @@ class MeasureSettings:
     precision: str = "fp32"
     warmup: int = 10
     repeats: int = 30
-    passes: int = 2
+    passes: int = 3
     statistic: str = "min"
     min_time_ms: float = 40.0
     min_span_ms: float = 5000.0
