@@ -311,22 +311,11 @@ def _overhead_text(o: dict) -> str:
 
 
 def cmd_measure(args: argparse.Namespace) -> None:
-    from predictors.backends import TimingProtocol, get_backend, pin_cpus
+    from predictors.backends import get_backend, pin_cpus
     from predictors.measure import MeasurementJob, MeasureSettings
 
     out = check_output_file(args.out)
     get_backend(args.backend, args.threads, args.batch, args.precision)  # bad settings first
-    TimingProtocol(
-        args.warmup, args.repeats, args.statistic, args.min_time_ms, min_span_ms=args.min_span_ms
-    )
-    for option in ("passes", "prior_per_kind", "adaptive_batch", "jobs"):
-        if getattr(args, option) < 1:
-            name = "--" + option.replace("_", "-")
-            raise DeviceCommandError(f"{name} {getattr(args, option)} must be at least 1")
-    if args.adaptive_rounds < 0:
-        raise DeviceCommandError(f"--adaptive-rounds {args.adaptive_rounds} must be at least 0")
-    pin_cpus(args.cpus)
-    space = _space(args.space)
     settings = MeasureSettings(
         backend=args.backend,
         threads=args.threads,
@@ -348,6 +337,15 @@ def cmd_measure(args: argparse.Namespace) -> None:
         device=args.device,
         jobs=args.jobs,
     )
+    settings.protocol()  # bad timing settings before any work
+    for option in ("passes", "prior_per_kind", "adaptive_batch", "jobs"):
+        if getattr(args, option) < 1:
+            name = "--" + option.replace("_", "-")
+            raise DeviceCommandError(f"{name} {getattr(args, option)} must be at least 1")
+    if args.adaptive_rounds < 0:
+        raise DeviceCommandError(f"--adaptive-rounds {args.adaptive_rounds} must be at least 0")
+    pin_cpus(args.cpus)
+    space = _space(args.space)
     job = MeasurementJob(space, out, settings, log=lambda m: print(m, file=sys.stderr))
     profile = job.run()
     from predictors.latency import LatencyPredictor
